@@ -1,0 +1,344 @@
+# Ring frames <-> records, as docs/protocol.md specifies. Pure functions: no I/O, no hardware.
+#
+# Runs unchanged on MicroPython (the board) and CPython (host tools and tests). The hot path
+# (build a SCAN into a preallocated buffer, check the answer, read its records) allocates nothing:
+# records are read straight out of the receive buffer with index arithmetic.
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+SOF = const(0xA5)
+CMD_ENUMERATE = const(0x01)
+CMD_SCAN = const(0x02)
+CMD_INFO = const(0x03)
+CMD_READ = const(0x04)
+CMD_WRITE = const(0x05)
+CMD_IDENTIFY = const(0x06)
+MAX_SLOTS = const(64)
+SLOT_SIZE = const(8)
+HEADER_SIZE = const(5)  # SOF CMD SEQ ADDR CNT
+OVERHEAD = const(9)  # header + NODES STATUS CRC(2)
+MAX_FRAME = const(9 + 8 * 64)
+STATUS_DONE = const(0x80)
+FAULT_MASK = const(0x7F)
+FAULT_NO_ADDRESS = const(127)
+TEMP_NONE = const(-32768)
+
+# SCAN record flags
+FLAG_SENSOR_FAULT = const(0x01)
+FLAG_NOT_CALIBRATED = const(0x02)
+FLAG_RESET_POWER = const(0x04)
+FLAG_RESET_BROWNOUT = const(0x08)
+FLAG_RESET_WATCHDOG = const(0x10)
+FLAG_RX_ERROR = const(0x20)
+FLAG_VOLTAGE_FAULT = const(0x40)
+FLAG_NAMES = (
+    "sensor_fault",
+    "not_calibrated",
+    "reset_power",
+    "reset_brownout",
+    "reset_watchdog",
+    "rx_error",
+    "voltage_fault",
+    "reserved",
+)
+
+CMD_NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY"}
+
+# Check results. 0 is a good frame; the names are the ones docs/protocol.md and the vectors use.
+OK = const(0)
+ERR_BAD_SOF = const(1)
+ERR_TRUNCATED = const(2)
+ERR_TOO_MANY_SLOTS = const(3)
+ERR_BAD_LENGTH = const(4)
+ERR_BAD_CRC = const(5)
+ERR_UNKNOWN_COMMAND = const(6)
+ERR_RING_FAULT = const(7)
+ERR_INCONSISTENT = const(8)
+ERR_SLOT_OVERFLOW = const(9)
+ERR_MISMATCH = const(10)
+ERR_TIMEOUT = const(11)
+ERROR_NAMES = (
+    "ok",
+    "bad_sof",
+    "truncated",
+    "too_many_slots",
+    "bad_length",
+    "bad_crc",
+    "unknown_command",
+    "ring_fault",
+    "inconsistent",
+    "slot_overflow",
+    "mismatch",
+    "timeout",
+)
+
+
+def _make_table():
+    t = bytearray(512)
+    for i in range(256):
+        c = i << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) & 0xFFFF if c & 0x8000 else (c << 1) & 0xFFFF
+        t[2 * i] = c >> 8
+        t[2 * i + 1] = c & 0xFF
+    return bytes(t)
+
+
+_T = _make_table()
+
+
+def crc16(buf, start=0, end=None, crc=0xFFFF):
+    """CRC-16/CCITT-FALSE of buf[start:end], table driven, no allocation."""
+    if end is None:
+        end = len(buf)
+    t = _T
+    for i in range(start, end):
+        j = ((crc >> 8) ^ buf[i]) << 1
+        crc = (((crc << 8) & 0xFF00) ^ (t[j] << 8) ^ t[j + 1]) & 0xFFFF
+    return crc
+
+
+def frame_len(cnt):
+    return OVERHEAD + SLOT_SIZE * cnt
+
+
+def build(buf, cmd, seq, addr, cnt, payload=None):
+    """Write a request frame into buf (a bytearray of at least frame_len(cnt)); return its length.
+
+    The payload slots are zero unless payload (cnt*8 bytes) is given."""
+    if cnt > MAX_SLOTS:
+        raise ValueError("too many slots")
+    n = OVERHEAD + SLOT_SIZE * cnt
+    buf[0] = SOF
+    buf[1] = cmd
+    buf[2] = seq & 0xFF
+    buf[3] = addr
+    buf[4] = cnt
+    end = n - 4
+    if payload is None:
+        for i in range(HEADER_SIZE, end):
+            buf[i] = 0
+    else:
+        if len(payload) != end - HEADER_SIZE:
+            raise ValueError("payload must be cnt*8 bytes")
+        buf[HEADER_SIZE:end] = payload
+    buf[end] = 0  # NODES
+    buf[end + 1] = 0  # STATUS
+    crc = crc16(buf, 1, n - 2)
+    buf[n - 2] = crc >> 8
+    buf[n - 1] = crc & 0xFF
+    return n
+
+
+def encode(cmd, seq, addr, cnt, payload=None):
+    """Allocating convenience form of build() for tools and tests."""
+    buf = bytearray(frame_len(cnt))
+    build(buf, cmd, seq, addr, cnt, payload)
+    return bytes(buf)
+
+
+# -- reading a received frame in place ------------------------------------------------------
+
+
+def u16(buf, o):
+    return buf[o] | (buf[o + 1] << 8)
+
+
+def i16(buf, o):
+    v = buf[o] | (buf[o + 1] << 8)
+    return v - 0x10000 if v & 0x8000 else v
+
+
+def nodes_of(buf):
+    return buf[HEADER_SIZE + SLOT_SIZE * buf[4]]
+
+
+def status_of(buf):
+    return buf[HEADER_SIZE + SLOT_SIZE * buf[4] + 1]
+
+
+def fault_of(buf):
+    return status_of(buf) & FAULT_MASK
+
+
+def done_of(buf):
+    return bool(status_of(buf) & STATUS_DONE)
+
+
+def slot(i):
+    """Offset of slot i (0-based) in a frame."""
+    return HEADER_SIZE + SLOT_SIZE * i
+
+
+def check(buf, n):
+    """Validate the frame in buf[0:n]; return OK or an ERR_* code (the order of docs/protocol.md §4)."""
+    if n < 1 or buf[0] != SOF:
+        return ERR_BAD_SOF
+    if n < HEADER_SIZE:
+        return ERR_TRUNCATED
+    cnt = buf[4]
+    if cnt > MAX_SLOTS:
+        return ERR_TOO_MANY_SLOTS
+    want = OVERHEAD + SLOT_SIZE * cnt
+    if n < want:
+        return ERR_TRUNCATED
+    if n > want:
+        return ERR_BAD_LENGTH
+    if crc16(buf, 1, n) != 0:
+        return ERR_BAD_CRC
+    cmd = buf[1]
+    if cmd < CMD_ENUMERATE or cmd > CMD_IDENTIFY:
+        return ERR_UNKNOWN_COMMAND
+    end = HEADER_SIZE + SLOT_SIZE * cnt
+    nodes = buf[end]
+    if buf[end + 1] & FAULT_MASK:
+        return ERR_RING_FAULT
+    if cmd == CMD_ENUMERATE:
+        if buf[3] != nodes:
+            return ERR_INCONSISTENT
+    elif cmd == CMD_SCAN:
+        if nodes > cnt:
+            return ERR_SLOT_OVERFLOW
+        filled = 0
+        empty = False
+        o = HEADER_SIZE
+        for i in range(cnt):
+            a = buf[o]
+            if a == 0:
+                empty = True
+            elif empty or a != i + 1:
+                return ERR_INCONSISTENT
+            else:
+                filled += 1
+            o += SLOT_SIZE
+        if filled != nodes:
+            return ERR_INCONSISTENT
+    return OK
+
+
+# SCAN record fields, read from the slot at offset o
+def rec_addr(buf, o):
+    return buf[o]
+
+
+def rec_flags(buf, o):
+    return buf[o + 1]
+
+
+def rec_mv(buf, o):
+    return buf[o + 2] | (buf[o + 3] << 8)
+
+
+def rec_temp(buf, o):
+    return i16(buf, o + 4)
+
+
+def rec_bad(buf, o):
+    return buf[o + 6]
+
+
+def rec_scans(buf, o):
+    return buf[o + 7]
+
+
+def flag_names(flags):
+    return [FLAG_NAMES[b] for b in range(8) if flags & (1 << b)]
+
+
+# -- settings ------------------------------------------------------------------------------
+SETTINGS_CALIBRATED = const(0x01)
+SENSOR_NAMES = ("internal", "tmp36", "ntc")
+
+
+def settings_pack(vref, temp_offset, sensor, flags):
+    """Validate and pack a SETTINGS record (docs/protocol.md §3.3); raises ValueError naming the field."""
+    if not 9000 <= vref <= 13000:
+        raise ValueError("vref %d out of range 9000..13000 (0.1 mV)" % vref)
+    if not -500 <= temp_offset <= 500:
+        raise ValueError("temp_offset %d out of range -500..500 (0.1 degC)" % temp_offset)
+    if not 0 <= sensor <= 2:
+        raise ValueError("sensor %d out of range 0..2" % sensor)
+    if flags & ~SETTINGS_CALIBRATED:
+        raise ValueError("settings flags 0x%02x: only bit 0 is defined" % flags)
+    t = temp_offset & 0xFFFF
+    return bytes((vref & 0xFF, vref >> 8, t & 0xFF, t >> 8, sensor, flags, 0, 0))
+
+
+def decode(frame):
+    """Decode a whole frame into a dict (tools and tests; allocates). Raises FrameError."""
+    n = len(frame)
+    err = check(frame, n)
+    if err:
+        raise FrameError(err, frame)
+    cnt = frame[4]
+    cmd = frame[1]
+    st = status_of(frame)
+    d = {
+        "cmd": CMD_NAMES[cmd],
+        "seq": frame[2],
+        "addr": frame[3],
+        "cnt": cnt,
+        "nodes": nodes_of(frame),
+        "done": bool(st & STATUS_DONE),
+        "fault": st & FAULT_MASK,
+    }
+    if cmd == CMD_SCAN:
+        recs = []
+        for i in range(cnt):
+            o = slot(i)
+            if frame[o] == 0:
+                break
+            recs.append(
+                {
+                    "addr": frame[o],
+                    "flags": frame[o + 1],
+                    "mv": rec_mv(frame, o),
+                    "temp": rec_temp(frame, o),
+                    "bad": frame[o + 6],
+                    "scans": frame[o + 7],
+                }
+            )
+        d["records"] = recs
+    elif cmd == CMD_INFO and cnt == 1 and d["done"]:
+        o = slot(0)
+        d["info"] = {
+            "fw_major": frame[o],
+            "fw_minor": frame[o + 1],
+            "reset_cause": frame[o + 2],
+            "bad": frame[o + 3],
+            "uptime": u16(frame, o + 4) | (u16(frame, o + 6) << 16),
+        }
+    elif (cmd == CMD_READ or cmd == CMD_WRITE) and cnt == 1:
+        o = slot(0)
+        d["settings"] = {
+            "vref": u16(frame, o),
+            "temp_offset": i16(frame, o + 2),
+            "sensor": frame[o + 4],
+            "flags": frame[o + 5],
+            "reserved": u16(frame, o + 6),
+        }
+    return d
+
+
+class FrameError(Exception):
+    """A frame that failed check(); .code is an ERR_* value, .name its spec name."""
+
+    def __init__(self, code, frame=None, detail=""):
+        self.code = code
+        self.name = ERROR_NAMES[code]
+        self.fault = 0
+        if code == ERR_RING_FAULT and frame is not None:
+            self.fault = fault_of(frame)
+        msg = self.name
+        if self.fault:
+            msg += " (corruption on the hop into node %d)" % self.fault if self.fault != FAULT_NO_ADDRESS else (
+                " (corruption seen by a node without address)"
+            )
+        if detail:
+            msg += ": " + detail
+        super().__init__(msg)

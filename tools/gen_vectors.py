@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Write tests/vectors/frames.json from the reference node model and docs/protocol.md's rules.
+
+Run after a protocol change, review the diff, and commit it together with docs/protocol.md.
+The hub expectations here are computed by a small decoder written straight from §4 of the spec,
+independent of hub/codec.py (which the tests check against this file).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import struct
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from packmon.sim.node_model import (  # noqa: E402
+    CMD_ENUMERATE,
+    CMD_IDENTIFY,
+    CMD_INFO,
+    CMD_READ,
+    CMD_SCAN,
+    CMD_WRITE,
+    MAX_SLOTS,
+    NodeModel,
+    NodeState,
+    Settings,
+    crc16,
+    make_frame,
+)
+
+TEMP_FAULT = -32768
+NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY"}
+
+
+def ref_decode(raw: bytes) -> dict:
+    skip = 0
+    while skip < len(raw) and raw[skip] != 0xA5:
+        skip += 1
+    res: dict = {"skip": skip} if skip else {}
+    f = raw[skip:]
+
+    def err(name: str) -> dict:
+        return {"ok": False, "error": name, **res}
+
+    if not f or f[0] != 0xA5:
+        return err("bad_sof")
+    if len(f) < 5:
+        return err("truncated")
+    cnt = f[4]
+    if cnt > MAX_SLOTS:
+        return err("too_many_slots")
+    n = 9 + 8 * cnt
+    if len(f) < n:
+        return err("truncated")
+    if len(f) > n:
+        return err("bad_length")
+    if crc16(f[1:]) != 0:
+        return err("bad_crc")
+    cmd, seq, addr = f[1], f[2], f[3]
+    if cmd not in NAMES:
+        return err("unknown_command")
+    nodes, status = f[5 + 8 * cnt], f[6 + 8 * cnt]
+    if status & 0x7F:
+        return {**err("ring_fault"), "fault": status & 0x7F}
+    out = {
+        "ok": True,
+        "cmd": NAMES[cmd],
+        "seq": seq,
+        "addr": addr,
+        "cnt": cnt,
+        "nodes": nodes,
+        "done": bool(status & 0x80),
+        "fault": 0,
+        **res,
+    }
+    slots = [f[5 + 8 * i : 13 + 8 * i] for i in range(cnt)]
+    if cmd == CMD_ENUMERATE and addr != nodes:
+        return err("inconsistent")
+    if cmd == CMD_SCAN:
+        if nodes > cnt:
+            return err("slot_overflow")
+        recs = []
+        empty_seen = False
+        for i, s in enumerate(slots):
+            if s[0] == 0:
+                empty_seen = True
+                continue
+            if empty_seen or s[0] != i + 1:
+                return err("inconsistent")
+            a, fl, mv, t, bad, scans = struct.unpack("<BBHhBB", s)
+            recs.append({"addr": a, "flags": fl, "mv": mv, "temp": t, "bad": bad, "scans": scans})
+        if len(recs) != nodes:
+            return err("inconsistent")
+        out["records"] = recs
+    elif cmd == CMD_INFO and cnt == 1 and out["done"]:
+        a, b, rc, bad, up = struct.unpack("<BBBBI", slots[0])
+        out["info"] = {"fw_major": a, "fw_minor": b, "reset_cause": rc, "bad": bad, "uptime": up}
+    elif cmd in (CMD_READ, CMD_WRITE) and cnt == 1:
+        v, t, sensor, fl, r = struct.unpack("<HhBBH", slots[0])
+        out["settings"] = {"vref": v, "temp_offset": t, "sensor": sensor, "flags": fl, "reserved": r}
+    return out
+
+
+def state_dict(s: NodeState) -> dict:
+    d = asdict(s)
+    d["fw"] = list(s.fw)
+    return d
+
+
+def run_node(raw: bytes, state: NodeState, timeout: bool = False, framing_at: int | None = None) -> dict:
+    given = copy.deepcopy(state)
+    node = NodeModel(state)
+    out = bytearray()
+    for i, b in enumerate(raw):
+        out += node.feed(b, framing_error=(i == framing_at))
+    if timeout:
+        node.timeout()
+    d = {"given": state_dict(given), "out": out.hex(), "after": state_dict(node.s)}
+    if timeout:
+        d["timeout"] = True
+    if framing_at is not None:
+        d["framing_error_at"] = framing_at
+    return d
+
+
+def flip(raw: bytes, index: int, mask: int = 0x01) -> bytes:
+    b = bytearray(raw)
+    b[index] ^= mask
+    return bytes(b)
+
+
+def rec(addr: int, flags: int, mv: int, temp: int, bad: int = 0, scans: int = 0) -> bytes:
+    return struct.pack("<BBHhBB", addr, flags, mv, temp, bad, scans)
+
+
+def main() -> None:
+    fresh = NodeState()  # just powered on: no address, RESET_POWER | NOT_CALIBRATED
+    n1 = NodeState(address=1, mv=3312, temp=251, flags=0, bad=0, scans=7,
+                   settings=Settings(vref=11012, temp_offset=-15, sensor=0, flags=1))
+    n2 = NodeState(address=2, mv=3298, temp=-53, flags=0x01, bad=3, scans=255,
+                   settings=Settings(flags=1), uptime=86_400, reset_cause=0x08)
+    n3 = NodeState(address=3, mv=4150, temp=TEMP_FAULT, flags=0x01 | 0x20, bad=1, scans=2)
+    two = rec(1, 0, 3312, 251, 0, 7) + rec(2, 0x01, 3298, -53, 3, 255)
+
+    frames: list[dict] = []
+
+    def add(name: str, raw: bytes, state: NodeState, note: str = "", **kw) -> None:
+        frames.append({"name": name, "note": note, "hex": raw.hex(), "hub": ref_decode(raw),
+                       "node": run_node(raw, copy.deepcopy(state), **kw)})
+
+    enum_req = make_frame(CMD_ENUMERATE, 1, 0)
+    add("enumerate_request", enum_req, fresh, "hub's ENUMERATE, seq 1; a fresh node takes address 1")
+    add("enumerate_after_3", make_frame(CMD_ENUMERATE, 2, 3, nodes=3), fresh,
+        "ENUMERATE back from a 3-node ring: the hub learns N = 3; a 4th node would take address 4")
+    add("enumerate_inconsistent", make_frame(CMD_ENUMERATE, 2, 3, nodes=2), fresh,
+        "ADDR and NODES disagree")
+    add("scan_request_2", make_frame(CMD_SCAN, 9, 0, bytes(16)), n1, "two empty slots; node 1 fills slot 1")
+    add("scan_request_reset_node", make_frame(CMD_SCAN, 10, 0, bytes(16)), fresh,
+        "a node that lost its address claims the first empty slot and reports RESET_POWER")
+    add("scan_half_done", make_frame(CMD_SCAN, 9, 0, two[:8] + bytes(8), nodes=1), n2,
+        "after node 1: node 2 fills slot 2 (sensor fault flag, negative temperature, scans wraps)")
+    add("scan_response_2", make_frame(CMD_SCAN, 9, 0, two, nodes=2), n3,
+        "complete response; a third node finds no empty slot and only counts itself")
+    add("scan_sensor_fault", make_frame(CMD_SCAN, 11, 0, rec(1, 0x21, 4150, TEMP_FAULT, 1, 2), nodes=1), n1,
+        "temperature -32768 means no reading; RX_ERROR latched")
+    add("scan_partial", make_frame(CMD_SCAN, 12, 0, rec(1, 0, 3312, 251) + bytes(8), nodes=1), n2,
+        "one of two slots filled: the bank shrank (hub must re-enumerate); node 2 fills slot 2")
+    add("scan_overflow", make_frame(CMD_SCAN, 13, 0, two, nodes=3), n1,
+        "more nodes than slots")
+    add("scan_gap", make_frame(CMD_SCAN, 14, 0, bytes(8) + rec(2, 0, 3300, 200), nodes=1), n1,
+        "a filled slot after an empty one")
+    add("scan_wrong_addr", make_frame(CMD_SCAN, 15, 0, rec(2, 0, 3300, 200) + bytes(8), nodes=1), n1,
+        "slot 1 claims address 2")
+    add("scan_bad_crc", flip(make_frame(CMD_SCAN, 16, 0, bytes(16)), 9, 0x04), n1,
+        "a bit flipped in slot 1 on the hop into node 1: node 1 counts it and sets FAULT = 1")
+    faulted = make_frame(CMD_SCAN, 16, 0, rec(1, 0, 3312, 251) + bytes(8), nodes=1, status=0x01)
+    add("scan_ring_fault", faulted, n2, "FAULT = 1 arrives downstream with a good CRC; node 2 keeps it")
+    add("scan_bad_crc_no_address", flip(make_frame(CMD_SCAN, 17, 0, bytes(8)), 3, 0x80), fresh,
+        "corruption seen by a node without address: FAULT = 127; it does not take an address")
+    add("scan_framing_error", make_frame(CMD_SCAN, 18, 0, bytes(8)), n1,
+        "a byte arrived with a low stop bit: the frame is a fault even though the CRC is good",
+        framing_at=6)
+    add("scan_truncated", make_frame(CMD_SCAN, 19, 0, bytes(16))[:12], n1,
+        "the line goes silent mid-frame: the node counts it, drops what it holds", timeout=True)
+    add("truncated_header", bytes([0xA5, 0x02, 0x01]), n1, "only three bytes", timeout=True)
+    big = bytes([0xA5, CMD_SCAN, 20, 0, 65]) + bytes(8 * 65 + 2)
+    body = big[1:]
+    crc = crc16(body)
+    add("too_many_slots", big + bytes([crc >> 8, crc & 0xFF]), n1,
+        "CNT = 65: the node stops forwarding after SOF and CMD")
+    add("unknown_command", make_frame(0x7E, 21, 0, bytes(8)), n1,
+        "unknown CMD 0x7E: forwarded unchanged but for NODES and the CRC")
+    add("garbage_then_enumerate", b"\x00\xff\x13" + make_frame(CMD_ENUMERATE, 22, 0), fresh,
+        "line noise before SOF is discarded without counting")
+    add("trailing_bytes", make_frame(CMD_ENUMERATE, 23, 1, nodes=1) + b"\x00", fresh,
+        "one byte more than the header says (the hub's decoder rejects; a node ends the frame and ignores it)")
+    add("info_request", make_frame(CMD_INFO, 30, 2, bytes(8)), n2, "INFO for node 2, answered by node 2")
+    add("info_not_mine", make_frame(CMD_INFO, 31, 5, bytes(8)), n2, "INFO for node 5 passes node 2 untouched")
+    add("read_request", make_frame(CMD_READ, 32, 1, bytes(8)), n1, "READ settings of node 1")
+    new = Settings(vref=10876, temp_offset=12, sensor=1, flags=1).pack()
+    add("write_request", make_frame(CMD_WRITE, 33, 1, new), n1, "WRITE calibrated settings to node 1")
+    add("write_invalid", make_frame(CMD_WRITE, 34, 1, Settings(vref=20000, flags=1).pack()), n1,
+        "vref out of range: not stored, no DONE")
+    add("write_bad_crc", flip(make_frame(CMD_WRITE, 35, 1, new), 7, 0x10), n1,
+        "a corrupted WRITE is never stored")
+    add("identify_request", make_frame(CMD_IDENTIFY, 36, 1), n1, "blink node 1's LED")
+    add("enumerate_saturates", make_frame(CMD_ENUMERATE, 37, 64, nodes=64), fresh,
+        "a 65th node: ADDR goes to 65 and the node takes no address")
+
+    crc_examples = [
+        {"data": b"123456789".hex(), "crc": "29b1"},
+        {"data": "", "crc": "ffff"},
+        {"data": enum_req[1:-2].hex(), "crc": enum_req[-2:].hex()},
+        {"data": enum_req[1:].hex(), "crc": "0000"},
+    ]
+    doc = {
+        "protocol": 1,
+        "spec": "docs/protocol.md",
+        "generated_by": "tools/gen_vectors.py",
+        "crc": {"name": "CRC-16/CCITT-FALSE", "poly": "0x1021", "init": "0xffff", "refin": False,
+                "refout": False, "xorout": "0x0000", "examples": crc_examples},
+        "frames": frames,
+    }
+    path = ROOT / "tests" / "vectors" / "frames.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {len(frames)} frame vectors to {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Reference model of one ring node, byte for byte as docs/protocol.md says.
+
+This is the pure-Python node the simulator uses when simavr is not installed, and the model the
+test vectors are generated from (tools/gen_vectors.py). It is deliberately written as the same
+streaming state machine the firmware runs (node_fw/protocol.c): one received byte in, zero or more
+transmitted bytes out, with the 3-byte lag of §4.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+SOF = 0xA5
+CMD_ENUMERATE = 0x01
+CMD_SCAN = 0x02
+CMD_INFO = 0x03
+CMD_READ = 0x04
+CMD_WRITE = 0x05
+CMD_IDENTIFY = 0x06
+MAX_SLOTS = 64
+SLOT_SIZE = 8
+LAG = 3
+FAULT_NO_ADDRESS = 127
+
+FLAG_SENSOR_FAULT = 0x01
+FLAG_NOT_CALIBRATED = 0x02
+FLAG_RESET_POWER = 0x04
+FLAG_RESET_BROWNOUT = 0x08
+FLAG_RESET_WATCHDOG = 0x10
+FLAG_RX_ERROR = 0x20
+FLAG_VOLTAGE_FAULT = 0x40
+LATCHED_FLAGS = FLAG_RESET_POWER | FLAG_RESET_BROWNOUT | FLAG_RESET_WATCHDOG | FLAG_RX_ERROR
+
+SETTINGS_CALIBRATED = 0x01
+TEMP_NONE = -32768
+FW_VERSION = (1, 0)
+
+
+def crc16_update(crc: int, byte: int) -> int:
+    crc ^= byte << 8
+    for _ in range(8):
+        crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    for b in data:
+        crc = crc16_update(crc, b)
+    return crc
+
+
+@dataclass
+class Settings:
+    vref: int = 11000  # bandgap in 0.1 mV
+    temp_offset: int = 0  # 0.1 degC
+    sensor: int = 0  # 0 internal, 1 TMP36, 2 NTC
+    flags: int = 0  # bit 0 CALIBRATED
+    reserved: int = 0
+
+    def pack(self) -> bytes:
+        return struct.pack("<HhBBH", self.vref, self.temp_offset, self.sensor, self.flags, self.reserved)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Settings:
+        return cls(*struct.unpack("<HhBBH", bytes(raw)))
+
+    def valid(self) -> bool:
+        return (
+            9000 <= self.vref <= 13000
+            and -500 <= self.temp_offset <= 500
+            and 0 <= self.sensor <= 2
+            and self.flags & ~SETTINGS_CALIBRATED == 0
+            and self.reserved == 0
+        )
+
+
+@dataclass
+class NodeState:
+    address: int = 0
+    mv: int = 3300
+    temp: int = 250  # 0.1 degC
+    flags: int = FLAG_RESET_POWER | FLAG_NOT_CALIBRATED
+    bad: int = 0
+    scans: int = 0
+    settings: Settings = field(default_factory=Settings)
+    fw: tuple[int, int] = FW_VERSION
+    reset_cause: int = 0x01
+    uptime: int = 0
+    identify: bool = False
+
+
+class NodeModel:
+    """One node: feed() it received bytes, it returns the bytes it transmits."""
+
+    def __init__(self, state: NodeState | None = None) -> None:
+        self.s = state if state is not None else NodeState()
+        self._hunting = True
+        self._pos = 0
+        self._hold: list[int] = []
+
+    # -- measurements, set by the scenario -------------------------------------------------
+    def record(self, slot_index: int) -> bytes:
+        s = self.s
+        return struct.pack(
+            "<BBHhBB", slot_index + 1, s.flags, s.mv & 0xFFFF, s.temp, s.bad & 0xFF, s.scans & 0xFF
+        )
+
+    def info_record(self) -> bytes:
+        s = self.s
+        return struct.pack("<BBBBI", s.fw[0], s.fw[1], s.reset_cause, s.bad & 0xFF, s.uptime)
+
+    # -- the receive state machine ---------------------------------------------------------
+    def reset_link(self) -> None:
+        self._hunting = True
+        self._hold = []
+
+    def _error(self) -> None:
+        self.s.bad = (self.s.bad + 1) & 0xFF
+        self.s.flags |= FLAG_RX_ERROR
+
+    def timeout(self) -> None:
+        """The line went silent for 3 byte times."""
+        if not self._hunting:
+            self._error()
+            self.reset_link()
+
+    def _push(self, byte: int, out: list[int]) -> None:
+        self._hold.append(byte)
+        if len(self._hold) > LAG:
+            self._send(self._hold.pop(0), out)
+
+    def _send(self, byte: int, out: list[int]) -> None:
+        if self._sent > 0:
+            self._crc_out = crc16_update(self._crc_out, byte)
+        self._sent += 1
+        out.append(byte)
+
+    def feed(self, byte: int, framing_error: bool = False) -> bytes:
+        out: list[int] = []
+        if self._hunting:
+            if byte != SOF:
+                return b""
+            self._hunting = False
+            self._pos = 0
+            self._crc_in = 0xFFFF
+            self._crc_out = 0xFFFF
+            self._sent = 0
+            self._hold = []
+            self._framing = False
+            self._claimed = -1
+            self._record = b""
+            self._payload = bytearray()
+            self._push(byte, out)
+            self._pos = 1
+            return bytes(out)
+
+        pos = self._pos
+        self._pos += 1
+        self._crc_in = crc16_update(self._crc_in, byte)
+        self._framing |= framing_error
+        s = self.s
+        if pos == 1:
+            self._cmd = byte
+        elif pos == 2:
+            self._seq = byte
+        elif pos == 3:
+            self._addr = byte
+            if self._cmd == CMD_ENUMERATE:
+                byte = min(byte + 1, 255)
+                self._new_addr = byte if byte <= MAX_SLOTS else 0
+        elif pos == 4:
+            self._cnt = byte
+            if byte > MAX_SLOTS:
+                self._error()
+                self.reset_link()
+                return bytes(out)
+            self._end = 5 + SLOT_SIZE * byte  # position of NODES
+        elif pos < self._end:
+            index, offset = divmod(pos - 5, SLOT_SIZE)
+            mine = s.address != 0 and self._addr == s.address
+            if self._cmd == CMD_SCAN:
+                if offset == 0 and self._claimed < 0 and byte == 0:
+                    self._claimed = index
+                    self._record = self.record(index)
+                if index == self._claimed:
+                    byte = self._record[offset]
+            elif self._cmd in (CMD_INFO, CMD_READ) and mine and index == 0:
+                rec = self.info_record() if self._cmd == CMD_INFO else s.settings.pack()
+                byte = rec[offset]
+            elif self._cmd == CMD_WRITE and mine and index == 0:
+                self._payload.append(byte)
+        elif pos == self._end:
+            byte = min(byte + 1, 255)  # NODES
+        elif pos == self._end + 3:  # CRC low byte: the frame is complete
+            self._push(byte, out)
+            self._finish(out)
+            return bytes(out)
+        self._push(byte, out)
+        return bytes(out)
+
+    def _finish(self, out: list[int]) -> None:
+        s = self.s
+        status = self._hold[0]
+        self._hold = []
+        good = self._crc_in == 0 and not self._framing
+        done = False
+        if not good:
+            self._error()
+            if status & 0x7F == 0:
+                status |= s.address if s.address else FAULT_NO_ADDRESS
+        else:
+            mine = s.address != 0 and self._addr == s.address
+            if self._cmd == CMD_ENUMERATE:
+                s.address = self._new_addr
+            elif self._cmd == CMD_SCAN and self._claimed >= 0:
+                s.address = self._claimed + 1
+                s.flags &= ~LATCHED_FLAGS
+                s.scans = (s.scans + 1) & 0xFF
+            elif mine and self._cmd in (CMD_INFO, CMD_READ, CMD_IDENTIFY) and self._cnt >= (
+                0 if self._cmd == CMD_IDENTIFY else 1
+            ):
+                done = True
+                if self._cmd == CMD_IDENTIFY:
+                    s.identify = True
+            elif mine and self._cmd == CMD_WRITE and len(self._payload) == SLOT_SIZE:
+                new = Settings.unpack(self._payload)
+                if new.valid():
+                    s.settings = new
+                    if new.flags & SETTINGS_CALIBRATED:
+                        s.flags &= ~FLAG_NOT_CALIBRATED
+                    else:
+                        s.flags |= FLAG_NOT_CALIBRATED
+                    done = True
+        if done:
+            status |= 0x80
+        self._send(status, out)
+        crc = self._crc_out
+        self._send(crc >> 8, out)
+        self._send(crc & 0xFF, out)
+        self._hunting = True
+
+
+def make_frame(cmd: int, seq: int, addr: int, slots: bytes = b"", nodes: int = 0, status: int = 0) -> bytes:
+    """Build a frame with a good CRC (used by the simulator's tests and the vector generator)."""
+    if len(slots) % SLOT_SIZE:
+        raise ValueError("payload must be whole 8-byte slots")
+    body = bytes([cmd, seq, addr, len(slots) // SLOT_SIZE]) + bytes(slots) + bytes([nodes, status])
+    crc = crc16(body)
+    return bytes([SOF]) + body + bytes([crc >> 8, crc & 0xFF])
