@@ -1,0 +1,208 @@
+# The ring driver: send one request frame, read its answer back with a timeout, resync on garbage.
+#
+# Talks to anything UART-shaped: write(buf) and readinto(buf) -> count or None, as machine.UART
+# has on the board (constructed with timeout=0) and as the host ports and the simulator provide.
+# Nothing here allocates per frame: the transmit and receive buffers are made once.
+from hub import codec
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+try:
+    from time import sleep_ms, ticks_diff, ticks_ms
+except ImportError:  # CPython
+    import time as _time
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def sleep_ms(ms):
+        _time.sleep(ms / 1000)
+
+
+_LAG_BYTES = const(4)  # per node: 3 bytes of lag plus margin, docs/protocol.md §5
+_SLACK_MS = const(50)
+
+
+class SystemClock:
+    """The clock the ring uses unless given another (tests pass a fake one)."""
+
+    def ticks_ms(self):
+        return ticks_ms()
+
+    def ticks_diff(self, a, b):
+        return ticks_diff(a, b)
+
+    def sleep_ms(self, ms):
+        sleep_ms(ms)
+
+
+class RingError(Exception):
+    """A request that got no usable answer; .code is a codec.ERR_* value."""
+
+    def __init__(self, code, detail=""):
+        self.code = code
+        self.name = codec.ERROR_NAMES[code]
+        self.fault = 0
+        super().__init__(self.name + (": " + detail if detail else ""))
+
+
+class Ring:
+    def __init__(self, uart, baud=9600, clock=None, max_nodes=codec.MAX_SLOTS):
+        self.uart = uart
+        self.baud = baud
+        self.clock = clock or SystemClock()
+        self.max_nodes = max_nodes
+        self.tx = bytearray(codec.MAX_FRAME)
+        self.rx = bytearray(codec.MAX_FRAME + 64)
+        self._chunk = bytearray(64)
+        self._chunk_mv = memoryview(self._chunk)
+        self.rx_len = 0
+        self.seq = 0
+        # counters the hub publishes: every rejected frame is counted by its reason
+        self.sent = 0
+        self.good = 0
+        self.errors = [0] * len(codec.ERROR_NAMES)
+        self.last_error = codec.OK
+        self.last_fault = 0
+        self.skipped = 0  # bytes discarded while hunting for SOF
+
+    def timeout_ms(self, cnt, nodes=None):
+        if nodes is None:
+            nodes = self.max_nodes
+        nbytes = codec.frame_len(cnt) + _LAG_BYTES * nodes
+        return (nbytes * 10 * 1000) // self.baud + 1 + _SLACK_MS
+
+    def _drain(self):
+        # discard whatever is sitting in the UART (a late answer to an earlier request)
+        while True:
+            n = self.uart.readinto(self._chunk)
+            if not n:
+                return
+
+    def request(self, cmd, addr=0, cnt=0, payload=None, nodes=None):
+        """Send a request and wait for the matching answer. Returns the answer's length; the frame
+        is in self.rx[0:len]. Raises RingError (counted) when no valid answer arrives in time."""
+        self.seq = (self.seq + 1) & 0xFF
+        n = codec.build(self.tx, cmd, self.seq, addr, cnt, payload)
+        self._drain()
+        self.uart.write(memoryview(self.tx)[0:n])
+        self.sent += 1
+        err = self._receive(n, self.timeout_ms(cnt, nodes))
+        self.last_error = err
+        if err:
+            self.errors[err] += 1
+            e = RingError(err, self._detail(err))
+            e.fault = self.last_fault
+            raise e
+        self.good += 1
+        return self.rx_len
+
+    def _detail(self, err):
+        if err == codec.ERR_RING_FAULT:
+            f = self.last_fault
+            if f == codec.FAULT_NO_ADDRESS:
+                return "corrupted frame seen by a node without address"
+            return "corrupted on the hop into node %d (from %s)" % (f, "the hub" if f == 1 else "node %d" % (f - 1))
+        if err == codec.ERR_TIMEOUT:
+            return "no complete answer (is the ring closed? hub TX -> node 1 RX ... node N TX -> hub RX)"
+        return ""
+
+    def _receive(self, want, timeout):
+        clk = self.clock
+        start = clk.ticks_ms()
+        rx = self.rx
+        have = 0
+        last_err = codec.ERR_TIMEOUT
+        self.last_fault = 0
+        while True:
+            k = self.uart.readinto(self._chunk)
+            if k:
+                room = len(rx) - have
+                if k > room:
+                    k = room
+                rx[have : have + k] = self._chunk_mv[0:k]
+                have += k
+                # hunt and parse as long as the buffer holds something to look at
+                while have:
+                    if rx[0] != codec.SOF:
+                        i = 1
+                        while i < have and rx[i] != codec.SOF:
+                            i += 1
+                        self.skipped += i
+                        rx[0 : have - i] = rx[i:have]
+                        have -= i
+                        continue
+                    if have < codec.HEADER_SIZE:
+                        break
+                    if rx[4] > codec.MAX_SLOTS:
+                        last_err = codec.ERR_TOO_MANY_SLOTS
+                        self._shift(1, have)
+                        have -= 1
+                        continue
+                    if rx[1] != self.tx[1] or rx[2] != self.tx[2] or rx[4] != self.tx[4]:
+                        # not the answer to this request (noise that looked like SOF, or a late
+                        # answer to an earlier one): its length field cannot be trusted
+                        last_err = codec.ERR_MISMATCH
+                        self._shift(1, have)
+                        have -= 1
+                        continue
+                    flen = codec.frame_len(rx[4])
+                    if have < flen:
+                        break
+                    err = codec.check(rx, flen)
+                    if err == codec.OK:
+                        self.rx_len = flen
+                        return codec.OK
+                    if err == codec.ERR_RING_FAULT:
+                        self.last_fault = codec.fault_of(rx)
+                    if err in (codec.ERR_RING_FAULT, codec.ERR_INCONSISTENT, codec.ERR_SLOT_OVERFLOW,
+                               codec.ERR_UNKNOWN_COMMAND):
+                        # a well-formed frame (good CRC) that says something is wrong: final
+                        self._shift(flen, have)
+                        self.rx_len = 0
+                        return err
+                    # bad CRC or mismatch: this SOF may have been noise; look for the next one
+                    last_err = err
+                    self._shift(1, have)
+                    have -= 1
+            if clk.ticks_diff(clk.ticks_ms(), start) >= timeout:
+                if have and last_err == codec.ERR_TIMEOUT:
+                    last_err = codec.ERR_TRUNCATED
+                return last_err
+            if not k:
+                clk.sleep_ms(1)
+
+    def _shift(self, k, have):
+        rx = self.rx
+        rx[0 : have - k] = rx[k:have]
+
+    # -- the commands ----------------------------------------------------------------------
+
+    def enumerate(self):
+        """ENUMERATE the ring; returns the node count."""
+        self.request(codec.CMD_ENUMERATE, 0, 0)
+        n = self.rx[3]
+        if n > self.max_nodes:
+            raise RingError(codec.ERR_INCONSISTENT, "%d nodes answer, at most %d are supported" % (n, self.max_nodes))
+        return n
+
+    def scan(self, n):
+        """SCAN n slots; returns the number of nodes that answered (records are read in place with
+        codec.slot(i) and codec.rec_*(ring.rx, offset))."""
+        self.request(codec.CMD_SCAN, 0, n, None, n)
+        return codec.nodes_of(self.rx)
+
+    def addressed(self, cmd, addr, payload=None, nodes=None):
+        """INFO/READ/WRITE/IDENTIFY to one node; returns True when the node executed it (DONE)."""
+        cnt = 0 if cmd == codec.CMD_IDENTIFY else 1
+        self.request(cmd, addr, cnt, payload, nodes)
+        return codec.done_of(self.rx)
