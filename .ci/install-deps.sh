@@ -17,7 +17,7 @@ if ((${#missing[@]})); then
 fi
 # mosquitto's Debian package starts a system broker on :1883; tests start their own on free ports.
 
-python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
+bash tools/setup-venv.sh "${VENV:-.venv}"
 
 # Node-RED + Dashboard 2.0 for the flow tests, pinned, into a cache folder outside the repo.
 if command -v npm >/dev/null; then

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create (or update) the project's virtualenv and install packmon with its test tools into it.
+# Debian 12's system Python refuses `pip install` outside a venv (PEP 668), hence the venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${1:-.venv}"
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  echo "python3-venv is missing; installing it with apt-get" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+fi
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+echo "packmon installed in $VENV ($("$VENV/bin/packmon" --version 2>/dev/null || echo 'packmon'))"
