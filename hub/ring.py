@@ -28,7 +28,7 @@ except ImportError:  # CPython
         _time.sleep(ms / 1000)
 
 
-_LAG_BYTES = const(4)  # per node: 3 bytes of lag plus margin, docs/protocol.md §5
+_LAG_BYTES = const(4)  # per node: ~3 byte times of delay plus margin, docs/protocol.md §5
 _SLACK_MS = const(50)
 
 

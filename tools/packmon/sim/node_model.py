@@ -2,8 +2,8 @@
 
 This is the pure-Python node the simulator uses when simavr is not installed, and the model the
 test vectors are generated from (tools/gen_vectors.py). It is deliberately written as the same
-streaming state machine the firmware runs (node_fw/protocol.c): one received byte in, zero or more
-transmitted bytes out, with the 3-byte lag of §4.
+streaming state machine the firmware runs (node_fw/src/protocol.c): one received byte in, zero or more
+transmitted bytes out, with the 2-byte lag of §4.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ CMD_WRITE = 0x05
 CMD_IDENTIFY = 0x06
 MAX_SLOTS = 64
 SLOT_SIZE = 8
-LAG = 3
+LAG = 2
 FAULT_NO_ADDRESS = 127
 
 FLAG_SENSOR_FAULT = 0x01
@@ -192,8 +192,7 @@ class NodeModel:
                 self._payload.append(byte)
         elif pos == self._end:
             byte = min(byte + 1, 255)  # NODES
-        elif pos == self._end + 3:  # CRC low byte: the frame is complete
-            self._push(byte, out)
+        elif pos == self._end + 3:  # CRC low byte: the frame is complete (held: STATUS, CRC high)
             self._finish(out)
             return bytes(out)
         self._push(byte, out)

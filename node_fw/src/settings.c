@@ -1,0 +1,94 @@
+#include "settings.h"
+#include "crc16.h"
+
+#ifdef __AVR__
+#include <avr/eeprom.h>
+#endif
+
+void settings_defaults(settings_t *s)
+{
+    s->vref = VREF_DEFAULT;
+    s->temp_offset = 0;
+    s->sensor = SENSOR_INTERNAL;
+    s->flags = 0;
+    s->reserved = 0;
+}
+
+uint8_t settings_valid(const settings_t *s)
+{
+    return s->vref >= 9000 && s->vref <= 13000 && s->temp_offset >= -500 && s->temp_offset <= 500 &&
+           s->sensor <= SENSOR_NTC && (s->flags & (uint8_t)~SETTINGS_CALIBRATED) == 0 && s->reserved == 0;
+}
+
+void settings_pack(const settings_t *s, uint8_t out[SETTINGS_SIZE])
+{
+    out[0] = (uint8_t)s->vref;
+    out[1] = (uint8_t)(s->vref >> 8);
+    out[2] = (uint8_t)s->temp_offset;
+    out[3] = (uint8_t)((uint16_t)s->temp_offset >> 8);
+    out[4] = s->sensor;
+    out[5] = s->flags;
+    out[6] = (uint8_t)s->reserved;
+    out[7] = (uint8_t)(s->reserved >> 8);
+}
+
+void settings_unpack(const uint8_t in[SETTINGS_SIZE], settings_t *s)
+{
+    s->vref = (uint16_t)(in[0] | ((uint16_t)in[1] << 8));
+    s->temp_offset = (int16_t)(uint16_t)(in[2] | ((uint16_t)in[3] << 8));
+    s->sensor = in[4];
+    s->flags = in[5];
+    s->reserved = (uint16_t)(in[6] | ((uint16_t)in[7] << 8));
+}
+
+void settings_to_image(const settings_t *s, uint8_t img[SETTINGS_IMAGE_SIZE])
+{
+    img[0] = SETTINGS_VERSION;
+    settings_pack(s, &img[1]);
+    uint16_t crc = crc16(img, 1 + SETTINGS_SIZE);
+    img[1 + SETTINGS_SIZE] = (uint8_t)(crc >> 8);
+    img[2 + SETTINGS_SIZE] = (uint8_t)crc;
+}
+
+uint8_t settings_from_image(const uint8_t img[SETTINGS_IMAGE_SIZE], settings_t *s)
+{
+    if (img[0] == SETTINGS_VERSION && crc16(img, SETTINGS_IMAGE_SIZE) == 0) {
+        settings_unpack(&img[1], s);
+        if (settings_valid(s)) {
+            return 1;
+        }
+    }
+    settings_defaults(s);
+    return 0;
+}
+
+#ifdef __AVR__
+#define SETTINGS_EEPROM_ADDR ((void *)0)
+
+uint8_t settings_load(settings_t *s)
+{
+    uint8_t img[SETTINGS_IMAGE_SIZE];
+    eeprom_read_block(img, SETTINGS_EEPROM_ADDR, sizeof img);
+    return settings_from_image(img, s);
+}
+
+/* The image is written one byte per call, only when the EEPROM is idle (a byte takes ~3.4 ms):
+ * a write never blocks the main loop, so forwarding goes on while settings are stored. */
+static uint8_t image[SETTINGS_IMAGE_SIZE];
+static uint8_t store_pos = SETTINGS_IMAGE_SIZE;
+
+void settings_begin_store(const settings_t *s)
+{
+    settings_to_image(s, image);
+    store_pos = 0;
+}
+
+void settings_store_step(void)
+{
+    if (store_pos < SETTINGS_IMAGE_SIZE && eeprom_is_ready()) {
+        /* update: unchanged bytes are not rewritten, sparing EEPROM wear */
+        eeprom_update_byte((uint8_t *)SETTINGS_EEPROM_ADDR + store_pos, image[store_pos]);
+        store_pos++;
+    }
+}
+#endif

@@ -1,0 +1,17 @@
+/* Full-duplex bit-banged UART on the ring pins (the ATtiny85 has no UART; its USI is not used so
+ * the same image runs in simavr, which has no USI model). 9600 8N1, Timer0 at F_CPU/8. */
+#ifndef SOFTUART_H
+#define SOFTUART_H
+#include <stdint.h>
+
+#define TX_FIFO_SIZE 32 /* absorbs a downstream clock up to ~6 % slower over a 64-slot frame */
+#define RX_QUEUE_SIZE 8 /* bytes waiting for the main loop; it takes one per ~1 ms at most */
+
+void softuart_init(void);
+uint8_t softuart_put(uint8_t b);                      /* 0 if the TX FIFO is full */
+uint8_t softuart_get(uint8_t *b, uint8_t *framing_error); /* 1 if a byte was waiting */
+uint8_t softuart_tx_idle(void);
+uint16_t softuart_ovf_ticks(void); /* Timer0 overflows (every 256 timer ticks), wrapping */
+uint8_t softuart_rx_pending(void); /* call with interrupts off */
+
+#endif

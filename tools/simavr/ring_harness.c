@@ -1,0 +1,397 @@
+/* A ring of N ATtiny85 nodes running the real node firmware in simavr, in lockstep simulated time.
+ *
+ *   hub TX --> node 1 PB2 (RX) ... node k PB0 (TX) --> node k+1 PB2 ... node N PB0 --> hub RX
+ *
+ * The hub's side is played by this harness: it bit-bangs the hub's bytes into node 1 at 9600 8N1 and
+ * decodes node N's output. It is driven by line commands on stdin and answers on stdout:
+ *
+ *   VCC i mV        pack voltage of node i (0-based): the node's Vcc
+ *   TEMPMV i mV     voltage of node i's internal temperature sensor (ADC4) as simavr takes it
+ *   RESET i         node i restarts (RAM lost, EEPROM kept)
+ *   REMOVE i        node i is taken out of the ring (the ring is closed around it)
+ *   INSERT i        node i is put back
+ *   BREAK 0|1       the ring is open (nothing reaches the hub) or closed
+ *   RUN ms          let simulated time pass with an idle line
+ *   TX hex maxms    send the bytes, run until the line has been quiet for 8 byte times after the
+ *                   last byte (or maxms); answers "RX hex seconds framing_errors" where seconds runs
+ *                   from the first start bit sent to the last stop bit received (or to the end of TX)
+ *   STATS           "STATS n" then per node "i cycles sleep_cycles bytes_out"
+ *   QUIT
+ * Errors are answered "ERR text". */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <simavr/avr_ioport.h>
+#include <simavr/avr_adc.h>
+#include <simavr/sim_avr.h>
+#include <simavr/sim_elf.h>
+
+#define MAX_NODES 64
+#define BAUD 9600
+#define QUANTUM 16 /* cycles: 2 us at 8 MHz, 2 % of a bit: the lockstep granularity */
+
+typedef struct {
+    int level;       /* current line level */
+    int busy;        /* decoding a byte */
+    uint64_t start;  /* cycle of the start edge */
+    int bit;         /* next bit to sample: 0 = start, 1..8 data, 9 stop */
+    uint8_t shift;
+    uint32_t bytes;
+} decoder_t;
+
+static avr_t *core[MAX_NODES];
+static int active[MAX_NODES];
+static int n_nodes;
+static uint64_t now;             /* global simulated time in cycles */
+static uint64_t sleep_cycles[MAX_NODES];
+static decoder_t wire[MAX_NODES]; /* node k's TX line */
+static avr_irq_t *rx_irq[MAX_NODES];
+static int broken;
+static uint32_t freq = 8000000;
+static uint32_t bit_cycles;
+
+/* hub receiver */
+static uint8_t rx_buf[4096];
+static int rx_len;
+static int rx_framing;
+static uint64_t rx_last_stop;
+static uint64_t last_edge; /* last edge seen at the hub */
+
+/* hub transmitter */
+static uint8_t tx_buf[4096];
+static int tx_len;
+static uint64_t tx_start;
+static int hub_level = 1;
+
+static int next_active(int k)
+{
+    for (int j = k + 1; j < n_nodes; j++) {
+        if (active[j]) {
+            return j;
+        }
+    }
+    return -1;
+}
+
+static int first_active(void)
+{
+    return next_active(-1);
+}
+
+static int last_active(void)
+{
+    for (int j = n_nodes - 1; j >= 0; j--) {
+        if (active[j]) {
+            return j;
+        }
+    }
+    return -1;
+}
+
+static void drive(int node, int level)
+{
+    if (node >= 0) {
+        avr_raise_irq(rx_irq[node], level);
+    }
+}
+
+/* node k's TX pin changed */
+static void tx_pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq;
+    int k = (int)(intptr_t)param;
+    int level = value ? 1 : 0;
+    decoder_t *d = &wire[k];
+    if (level == d->level) {
+        return;
+    }
+    d->level = level;
+    if (!active[k]) {
+        return;
+    }
+    if (!d->busy && level == 0) {
+        d->busy = 1;
+        d->start = core[k]->cycle;
+        d->bit = 0;
+    }
+    if (k == last_active()) {
+        last_edge = core[k]->cycle; /* the hub's RX: decoded from this wire by decode_wires() */
+    } else {
+        drive(next_active(k), level);
+    }
+}
+
+/* sample the decoders whose sample point has passed */
+static void decode_wires(void)
+{
+    int last = last_active();
+    for (int k = 0; k < n_nodes; k++) {
+        decoder_t *d = &wire[k];
+        while (d->busy) {
+            uint64_t at = d->start + (uint64_t)bit_cycles * (uint64_t)d->bit + bit_cycles / 2;
+            if (at > now) {
+                break;
+            }
+            int level = d->level;
+            if (d->bit == 0) {
+                if (level) {
+                    d->busy = 0; /* glitch */
+                    break;
+                }
+            } else if (d->bit <= 8) {
+                d->shift = (uint8_t)((d->shift >> 1) | (level ? 0x80 : 0));
+            } else {
+                d->busy = 0;
+                d->bytes++;
+                if (k == last && !broken && rx_len < (int)sizeof rx_buf) {
+                    rx_buf[rx_len++] = d->shift;
+                    if (!level) {
+                        rx_framing++;
+                    }
+                    rx_last_stop = d->start + (uint64_t)bit_cycles * 10;
+                }
+                break;
+            }
+            d->bit++;
+        }
+    }
+}
+
+static void hub_tx_update(void)
+{
+    int level = 1;
+    if (tx_len > 0 && now >= tx_start) {
+        uint64_t t = (now - tx_start);
+        uint64_t byte = t / (10ULL * bit_cycles);
+        if (byte < (uint64_t)tx_len) {
+            int bit = (int)((t / bit_cycles) % 10);
+            if (bit == 0) {
+                level = 0;
+            } else if (bit <= 8) {
+                level = (tx_buf[byte] >> (bit - 1)) & 1;
+            }
+        }
+    }
+    if (level != hub_level) {
+        hub_level = level;
+        drive(first_active(), level);
+    }
+}
+
+static avr_cycle_count_t wake_tick(avr_t *avr, avr_cycle_count_t when, void *param)
+{
+    (void)avr;
+    (void)param;
+    return when + QUANTUM; /* bounds how far a sleeping core may jump ahead of the others */
+}
+
+static void no_sleep(avr_t *avr, avr_cycle_count_t howLong)
+{
+    (void)avr;
+    (void)howLong; /* simulated time only: never sleep in real time */
+}
+
+static void step(void)
+{
+    now += QUANTUM;
+    hub_tx_update();
+    for (int k = 0; k < n_nodes; k++) {
+        avr_t *a = core[k];
+        if (!active[k]) {
+            a->cycle = now; /* a removed node is not run */
+            continue;
+        }
+        while (a->cycle < now) {
+            int sleeping = a->state == cpu_Sleeping;
+            uint64_t c0 = a->cycle;
+            int st = avr_run(a);
+            if (sleeping) {
+                sleep_cycles[k] += a->cycle - c0;
+            }
+            if (st == cpu_Done || st == cpu_Crashed) {
+                fprintf(stderr, "node %d stopped (state %d) at cycle %llu\n", k, st, (unsigned long long)a->cycle);
+                exit(2);
+            }
+        }
+    }
+    decode_wires();
+}
+
+static void run_cycles(uint64_t cycles)
+{
+    uint64_t end = now + cycles;
+    while (now < end) {
+        step();
+    }
+}
+
+static void set_vcc(int i, uint32_t mv)
+{
+    core[i]->vcc = mv;
+    core[i]->avcc = mv;
+}
+
+static void set_temp_mv(int i, uint32_t mv)
+{
+    avr_raise_irq(avr_io_getirq(core[i], AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_TEMP), mv);
+}
+
+static void reset_node(int i)
+{
+    avr_reset(core[i]);
+    core[i]->cycle = now;
+    avr_cycle_timer_register(core[i], QUANTUM, wake_tick, NULL);
+    /* the RX line keeps its level across the node's reset */
+    int prev = next_active(-1) == i ? hub_level : 1;
+    for (int j = i - 1; j >= 0; j--) {
+        if (active[j]) {
+            prev = wire[j].level;
+            break;
+        }
+    }
+    drive(i, prev);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static void cmd_tx(const char *hex, double maxms)
+{
+    tx_len = 0;
+    for (const char *p = hex; p[0] && p[1] && tx_len < (int)sizeof tx_buf; p += 2) {
+        int h = hexval(p[0]), l = hexval(p[1]);
+        if (h < 0 || l < 0) {
+            break;
+        }
+        tx_buf[tx_len++] = (uint8_t)(h * 16 + l);
+    }
+    rx_len = 0;
+    rx_framing = 0;
+    rx_last_stop = 0;
+    tx_start = now + QUANTUM;
+    last_edge = tx_start;
+    uint64_t tx_end = tx_start + (uint64_t)tx_len * 10 * bit_cycles;
+    uint64_t quiet = 8ULL * 10 * bit_cycles;
+    uint64_t limit = tx_start + (uint64_t)(maxms * 1e-3 * freq);
+    for (;;) {
+        step();
+        uint64_t busy_until = tx_end > last_edge ? tx_end : last_edge;
+        int decoding = wire[last_active() >= 0 ? last_active() : 0].busy;
+        if ((now > busy_until + quiet && !decoding) || now > limit) {
+            break;
+        }
+    }
+    tx_len = 0;
+    printf("RX ");
+    for (int i = 0; i < rx_len; i++) {
+        printf("%02x", rx_buf[i]);
+    }
+    uint64_t end = rx_len ? rx_last_stop : tx_end;
+    printf("%s %.9f %d\n", rx_len ? "" : "-", (double)(end - tx_start) / freq, rx_framing);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s node.elf N\n", argv[0]);
+        return 1;
+    }
+    n_nodes = atoi(argv[2]);
+    if (n_nodes < 1 || n_nodes > MAX_NODES) {
+        fprintf(stderr, "N must be 1..%d\n", MAX_NODES);
+        return 1;
+    }
+    elf_firmware_t fw;
+    memset(&fw, 0, sizeof fw);
+    if (elf_read_firmware(argv[1], &fw) != 0) {
+        fprintf(stderr, "cannot read %s\n", argv[1]);
+        return 1;
+    }
+    if (fw.frequency) {
+        freq = fw.frequency;
+    }
+    bit_cycles = (freq + BAUD / 2) / BAUD;
+    for (int k = 0; k < n_nodes; k++) {
+        avr_t *a = avr_make_mcu_by_name("attiny85");
+        if (!a) {
+            fprintf(stderr, "simavr has no attiny85 core\n");
+            return 1;
+        }
+        avr_init(a);
+        a->log = LOG_ERROR;
+        avr_load_firmware(a, &fw);
+        a->frequency = freq;
+        a->sleep = no_sleep;
+        core[k] = a;
+        set_vcc(k, 3300);
+        avr_cycle_timer_register(a, QUANTUM, wake_tick, NULL);
+        active[k] = 1;
+        wire[k].level = 1;
+        rx_irq[k] = avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN2);
+        avr_irq_register_notify(avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN0), tx_pin_changed,
+                                (void *)(intptr_t)k);
+        set_temp_mv(k, 322); /* ~25 C */
+    }
+    for (int k = 0; k < n_nodes; k++) {
+        drive(k, 1);
+    }
+    run_cycles(freq / 20); /* 50 ms: start-up and a first measurement */
+    printf("READY %d %u\n", n_nodes, freq);
+    fflush(stdout);
+
+    char line[16384];
+    while (fgets(line, sizeof line, stdin)) {
+        char cmd[16] = {0};
+        char arg[8200] = {0};
+        double x = 0, y = 0;
+        int i = 0;
+        if (sscanf(line, "%15s", cmd) != 1) {
+            continue;
+        }
+        if (!strcmp(cmd, "QUIT")) {
+            break;
+        } else if (!strcmp(cmd, "VCC") && sscanf(line, "%*s %d %lf", &i, &x) == 2 && i >= 0 && i < n_nodes) {
+            set_vcc(i, (uint32_t)x);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "TEMPMV") && sscanf(line, "%*s %d %lf", &i, &x) == 2 && i >= 0 && i < n_nodes) {
+            set_temp_mv(i, (uint32_t)(x + 0.5));
+            printf("OK\n");
+        } else if (!strcmp(cmd, "RESET") && sscanf(line, "%*s %d", &i) == 1 && i >= 0 && i < n_nodes) {
+            reset_node(i);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "REMOVE") && sscanf(line, "%*s %d", &i) == 1 && i >= 0 && i < n_nodes) {
+            active[i] = 0;
+            printf("OK\n");
+        } else if (!strcmp(cmd, "INSERT") && sscanf(line, "%*s %d", &i) == 1 && i >= 0 && i < n_nodes) {
+            active[i] = 1;
+            reset_node(i);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "BREAK") && sscanf(line, "%*s %d", &i) == 1) {
+            broken = i;
+            printf("OK\n");
+        } else if (!strcmp(cmd, "RUN") && sscanf(line, "%*s %lf", &x) == 1) {
+            run_cycles((uint64_t)(x * 1e-3 * freq));
+            printf("OK\n");
+        } else if (!strcmp(cmd, "TX") && sscanf(line, "%*s %8199s %lf", arg, &y) == 2) {
+            cmd_tx(arg, y);
+        } else if (!strcmp(cmd, "STATS")) {
+            printf("STATS %d\n", n_nodes);
+            for (int k = 0; k < n_nodes; k++) {
+                printf("%d %llu %llu %u\n", k, (unsigned long long)core[k]->cycle,
+                       (unsigned long long)sleep_cycles[k], wire[k].bytes);
+            }
+        } else {
+            printf("ERR bad command: %s", line);
+        }
+        fflush(stdout);
+    }
+    return 0;
+}
