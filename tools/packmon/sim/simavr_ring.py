@@ -1,0 +1,228 @@
+"""A ring of real node firmware images in simavr, behind the same interface as ModelRing.
+
+The C harness (tools/simavr/ring_harness.c) runs N ATtiny85 cores in lockstep and plays the hub's
+UART; this class drives it over a pipe. Build products land in node_fw/build and tools/simavr/build
+and are made on first use.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model_ring import Exchange
+
+ROOT = Path(__file__).resolve().parents[3]
+FW_DIR = ROOT / "node_fw"
+HARNESS_DIR = ROOT / "tools" / "simavr"
+ELF = FW_DIR / "build" / "sim-8000000" / "node.elf"
+HARNESS = HARNESS_DIR / "build" / "ring_harness"
+
+
+def available() -> tuple[bool, str]:
+    """Whether this machine can run the simavr ring, and if not, why."""
+    for tool, pkg in (("avr-gcc", "gcc-avr"), ("make", "make"), ("cc", "gcc")):
+        if not shutil.which(tool):
+            return False, f"{tool} not found (apt-get install {pkg})"
+    if not Path("/usr/include/simavr/sim_avr.h").exists():
+        return False, "simavr headers not found (apt-get install libsimavr-dev simavr libelf-dev)"
+    return True, ""
+
+
+def build() -> None:
+    """Build the simulation image of the firmware and the harness (quick when up to date)."""
+    for args in (["make", "-s", "-C", str(FW_DIR), "SIM=1"], ["make", "-s", "-C", str(HARNESS_DIR)]):
+        r = subprocess.run(args, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{r.stdout}{r.stderr}")
+
+
+# -- what the firmware reports for a given truth (docs/node_fw.md; simavr's ADC scales by 1023) --
+def adc_bandgap(vcc_mv: int) -> int:
+    return min(1023, 1100 * 1023 // vcc_mv)
+
+
+def expected_mv(vcc_mv: int, vref01: int = 11000) -> int:
+    """The mV a node reports in simavr for a pack at vcc_mv (what the ADC resolution allows)."""
+    s = 16 * adc_bandgap(vcc_mv)
+    return (16384 * vref01 + 5 * s) // (10 * s)
+
+
+def temp_adc(temp_dc: int) -> int:
+    return round(300 + (temp_dc - 250) * 70 / 650)
+
+
+def temp_sensor_mv(temp_dc: int) -> float:
+    """The ADC4 input (mV against the 1.1 V reference) that makes the firmware read temp_dc."""
+    return (temp_adc(temp_dc) + 0.5) * 1100 / 1023
+
+
+def expected_temp(temp_dc: int, offset: int = 0) -> int:
+    s = 16 * temp_adc(temp_dc)
+    num = (s - 4800) * 650
+    q = (num + 560) // 1120 if num >= 0 else -((-num + 560) // 1120)
+    return 250 + q + offset
+
+
+@dataclass
+class NodeStats:
+    cycles: int
+    sleep_cycles: int
+    bytes_out: int
+
+    @property
+    def idle_fraction(self) -> float:
+        return self.sleep_cycles / self.cycles if self.cycles else 0.0
+
+
+class SimavrRing:
+    """N real node images in simavr. Same interface as ModelRing (see model_ring.py)."""
+
+    def __init__(self, n: int, mv: list[int] | int = 3300, temp: list[int] | int = 250, baud: int = 9600,
+                 ber: float = 0.0, seed: int = 1) -> None:
+        if baud != 9600:
+            raise ValueError("the firmware image is built for 9600 baud")
+        ok, why = available()
+        if not ok:
+            raise RuntimeError(f"simavr ring unavailable: {why}")
+        build()
+        self.baud = baud
+        self.ber = ber
+        self._broken = False
+        self._total = n
+        self._active = list(range(n))
+        import random
+
+        self.rng = random.Random(seed)
+        self.proc = subprocess.Popen(
+            [str(HARNESS), str(ELF), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, bufsize=1,
+        )
+        line = self._readline()
+        while line.startswith("Loaded"):  # simavr's ELF loader reports on stdout
+            line = self._readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"harness did not start: {line!r}")
+        self.truth_mv = [0] * n
+        self.truth_temp = [0] * n
+        mvs = mv if isinstance(mv, list) else [mv] * n
+        temps = temp if isinstance(temp, list) else [temp] * n
+        for i in range(n):
+            self._set(i, mvs[i], temps[i])
+        self._cmd("RUN 250")  # let every node measure its new values
+
+    def _readline(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"simavr harness exited (status {self.proc.poll()})")
+        return line.strip()
+
+    def _cmd(self, text: str) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        reply = self._readline()
+        if reply.startswith("ERR"):
+            raise RuntimeError(f"harness: {reply}")
+        return reply
+
+    def _set(self, phys: int, mv: int | None, temp: int | None) -> None:
+        if mv is not None:
+            self.truth_mv[phys] = mv
+            self._cmd(f"VCC {phys} {mv}")
+        if temp is not None:
+            self.truth_temp[phys] = temp
+            self._cmd(f"TEMPMV {phys} {temp_sensor_mv(temp):.3f}")
+
+    # -- the engine interface (indices are positions in the ring as it is now) ---------------------
+    @property
+    def n(self) -> int:
+        return len(self._active)
+
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    @broken.setter
+    def broken(self, value: bool) -> None:
+        self._broken = bool(value)
+        self._cmd(f"BREAK {int(self._broken)}")
+
+    def set_pack(self, i: int, mv: int | None = None, temp: int | None = None) -> None:
+        self._set(self._active[i], mv, temp)
+
+    def reset_node(self, i: int) -> None:
+        self._cmd(f"RESET {self._active[i]}")
+        self._cmd("RUN 100")
+
+    def remove_node(self, i: int) -> None:
+        phys = self._active.pop(i)
+        self._cmd(f"REMOVE {phys}")
+
+    def insert_node(self, i: int) -> None:
+        missing = sorted(set(range(self._total)) - set(self._active))
+        if not missing:
+            raise ValueError("no removed node to insert")
+        phys = missing[0]
+        self._active.insert(i, phys)
+        self._cmd(f"INSERT {phys}")
+        self._cmd("RUN 100")
+
+    def run(self, ms: float) -> None:
+        self._cmd(f"RUN {ms}")
+
+    def _noisy(self, data: bytes) -> bytes:
+        if not self.ber:
+            return data
+        out = bytearray(data)
+        for k in range(len(out)):
+            for b in range(8):
+                if self.rng.random() < self.ber:
+                    out[k] ^= 1 << b
+        return bytes(out)
+
+    def exchange(self, tx: bytes) -> Exchange:
+        tx = self._noisy(tx)
+        max_ms = (len(tx) + 4 * self._total) * 10 * 1000 / self.baud + 100
+        reply = self._cmd(f"TX {tx.hex() or '00'} {max_ms:.1f}")
+        _, hexdata, seconds, _framing = reply.split()
+        rx = b"" if hexdata == "-" else bytes.fromhex(hexdata)
+        return Exchange(self._noisy(rx), float(seconds))
+
+    def stats(self) -> list[NodeStats]:
+        head = self._cmd("STATS")
+        count = int(head.split()[1])
+        out = []
+        for _ in range(count):
+            _, cycles, sleep, nbytes = self._readline().split()
+            out.append(NodeStats(int(cycles), int(sleep), int(nbytes)))
+        return out
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write("QUIT\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=5)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> SimavrRing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+__all__ = ["SimavrRing", "available", "build", "expected_mv", "expected_temp"]
