@@ -1,0 +1,170 @@
+# The hub's main loop: enumerate the ring, scan it, keep the bank model, raise alarms, publish.
+#
+#   hub = Hub(cfg, port)     cfg from hub.config.validate()/load(); port a hub.port.Port
+#   hub.run_once()           one cycle: ring (enumerate if needed, scan), model, alarms, publish
+#   hub.run_forever()        start-up (Wi-Fi), then run_once() every scan_interval_s, feeding the watchdog
+#
+# Host tools (packmon demo) build Hub with hub.port.HostPort(uart=SimUart(engine)) and call run_once()
+# themselves; hub.bank, hub.alarms, hub.ring and hub.publisher hold everything worth showing.
+from hub import codec
+from hub.alarms import Alarms
+from hub.bank import Bank
+from hub.publisher import Publisher
+from hub.ring import Ring, RingError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_FAILS_BEFORE_ENUMERATE = const(3)
+_ENUM_BACKOFF_MAX_MS = const(30000)
+
+
+class Hub:
+    def __init__(self, cfg, port, probes=None):
+        self.cfg = cfg
+        self.port = port
+        clk = port.clock
+        self.ring = Ring(port.uart, cfg["uart"]["baud"], clk, cfg["max_packs"])
+        self.bank = Bank(cfg["max_packs"], int(cfg["stale_after_s"] * 1000))
+        self.alarms = Alarms(cfg)
+        self.publisher = Publisher(cfg, port)
+        self.probes = probes
+        self.probe_ids = probes.ids if probes else []
+        self.probe_temps = [-32768] * len(self.probe_ids)
+        self.need_enum = True
+        self.enumerations = 0
+        self.fail_streak = 0
+        self.enum_backoff_ms = 1000
+        self.next_enum = None
+        self.started = clk.ticks_ms()
+        self.last_good = self.started
+        self.last_fault = 0
+        self.scan_time = 0
+        self.scanned_this_cycle = False
+        self.republish_alarms = True
+        self.cycles = 0
+        self.last_error = ""
+
+    def log(self, level, msg):
+        self.port.log(level, msg)
+
+    def _error(self, now, text):
+        """A problem worth telling the user: logged and published on <prefix>/error."""
+        if text != self.last_error:
+            self.log("error", text)
+        self.last_error = text
+        self.publisher.publish_error(now, text)
+
+    # -- the ring ---------------------------------------------------------------------------------
+    def _enumerate(self, now):
+        clk = self.port.clock
+        if self.next_enum is not None and clk.ticks_diff(now, self.next_enum) < 0:
+            return False
+        try:
+            n = self.ring.enumerate()
+        except RingError as e:
+            self.next_enum = _ticks_add(now, self.enum_backoff_ms)
+            self.enum_backoff_ms = min(self.enum_backoff_ms * 2, _ENUM_BACKOFF_MAX_MS)
+            self._error(now, "ring: enumerate failed: %s" % e)
+            return False
+        self.enumerations += 1
+        self.enum_backoff_ms = 1000
+        self.next_enum = None
+        if n == 0:
+            self._error(now, "ring: the ring is closed but no node answered (hub TX wired straight to hub RX?)")
+            return False
+        if n != self.bank.n:
+            if self.bank.n:
+                self._error(now, "ring: pack count changed from %d to %d; packs are numbered by ring position"
+                            % (self.bank.n, n))
+            self.log("info", "ring: %d packs" % n)
+        self.bank.resize(n)
+        self.need_enum = False
+        return True
+
+    def _scan(self, now):
+        n = self.bank.n
+        try:
+            nodes = self.ring.scan(n)
+        except RingError as e:
+            self.fail_streak += 1
+            if e.fault:
+                self.last_fault = e.fault
+            if e.code == codec.ERR_SLOT_OVERFLOW or self.fail_streak >= _FAILS_BEFORE_ENUMERATE:
+                self.need_enum = True
+            self.log("warning", "ring: scan failed (%d in a row): %s" % (self.fail_streak, e))
+            if self.fail_streak == _FAILS_BEFORE_ENUMERATE:
+                self._error(now, "ring: %d scans in a row failed, last: %s" % (self.fail_streak, e))
+            return False
+        self.bank.update(self.ring.rx, nodes, now)
+        self.fail_streak = 0
+        self.last_good = now
+        self.scan_time = now
+        self.scanned_this_cycle = True
+        if nodes != n:
+            # fewer nodes filled their slots than enumerated: a node was removed or the ring changed
+            self._error(now, "ring: %d of %d packs answered; enumerating again" % (nodes, n))
+            self.bank.resize(nodes)
+            self.need_enum = True
+        return True
+
+    # -- one cycle ----------------------------------------------------------------------------------
+    def run_once(self):
+        clk = self.port.clock
+        self.port.feed_watchdog()
+        now = clk.ticks_ms()
+        self.scanned_this_cycle = False
+        if self.need_enum:
+            self._enumerate(now)
+        if not self.need_enum and self.bank.n:
+            self._scan(now)
+        if self.probes is not None:
+            self.probes.read(self.probe_temps)
+        now = clk.ticks_ms()
+        self.bank.compute(now, clk.ticks_diff)
+        self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
+        for k in range(len(self.alarms.changed)):
+            if self.alarms.news[k]:
+                self.log("warning" if self.alarms.active[k] else "info", "alarm %s %s" % (
+                    _alarm_name(k), "raised" if self.alarms.active[k] else "cleared"))
+        self.publisher.publish_cycle(self, now)
+        self.cycles += 1
+        self.port.feed_watchdog()
+
+    def run_forever(self):
+        clk = self.port.clock
+        w = self.cfg["wifi"]
+        self.log("info", "pack monitor hub: bank %s, publishing to %s" % (self.cfg["bank"], self.cfg["topic_prefix"]))
+        if not self.port.wifi_connect(int(w["timeout_s"] * 1000)):
+            self.log("warning", "wifi: not connected after %d s; scanning anyway and retrying" % w["timeout_s"])
+        interval = int(self.cfg["scan_interval_s"] * 1000)
+        while True:
+            start = clk.ticks_ms()
+            self.run_once()
+            # sleep in slices so the watchdog is fed while waiting
+            while True:
+                left = interval - clk.ticks_diff(clk.ticks_ms(), start)
+                if left <= 0:
+                    break
+                self.port.feed_watchdog()
+                clk.sleep_ms(min(left, 500))
+
+
+def _alarm_name(k):
+    from hub.alarms import NAMES
+
+    return NAMES[k]
+
+
+def _ticks_add(a, b):
+    try:
+        from time import ticks_add
+
+        return ticks_add(a, b)
+    except ImportError:
+        return a + b

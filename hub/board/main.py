@@ -1,0 +1,36 @@
+# Pack Monitor hub entry point on the ESP32 (copied to the board's root by `packmon deploy`).
+import time
+
+import machine
+
+from hub import config
+from hub.app import Hub
+from hub.port import BoardPort
+
+try:
+    cfg = config.load("config.json")
+except config.ConfigError as e:
+    # a bad config cannot be fixed by resetting: say what is wrong, forever, and wait for a new one
+    while True:
+        print("[error] %s" % e)
+        for p in e.problems:
+            print("[error]   " + p)
+        time.sleep(10)
+
+port = BoardPort(cfg)
+probes = None
+if cfg["probes"]["enabled"]:
+    from hub.probes import Probes
+
+    try:
+        probes = Probes.on_pin(cfg["probes"]["pin"], port.log)
+    except Exception as e:
+        port.log("error", "probes: %s" % e)
+try:
+    Hub(cfg, port, probes).run_forever()
+except Exception as e:  # never expected: log it, give a console time to see it, restart
+    import sys
+
+    sys.print_exception(e)
+    time.sleep(5)
+    machine.reset()

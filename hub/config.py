@@ -1,0 +1,216 @@
+# Hub configuration: defaults, loading, and validation that names every bad field.
+#
+# The real config lives on the board as /config.json (gitignored in the repo); hub/config.example.json
+# documents every field. Secrets (Wi-Fi and MQTT passwords) are never logged: use redacted().
+import json
+
+DEFAULTS = {
+    "bank": "bank1",
+    "topic_prefix": "",  # "" means packmonitor/<bank>
+    "wifi": {"ssid": "", "password": "", "timeout_s": 20},
+    "mqtt": {
+        "host": "",
+        "port": 1883,
+        "user": "",
+        "password": "",
+        "client_id": "",  # "" means packmon-<bank>
+        "keepalive_s": 60,
+        "timeout_s": 5,
+        "tls": {"enabled": False, "ca": "", "cert": "", "key": "", "server_hostname": "", "insecure": False},
+    },
+    "uart": {"id": 2, "tx": 17, "rx": 16, "baud": 9600},
+    "scan_interval_s": 5,
+    "stale_after_s": 30,
+    "max_packs": 64,
+    "alarms": {
+        "pack_low_v": 3.0,
+        "pack_high_v": 4.15,
+        "delta_high_v": 0.1,
+        "temp_high_c": 50.0,
+        "temp_low_c": 0.0,
+        "hysteresis_v": 0.02,
+        "hysteresis_c": 2.0,
+        "comms_after_s": 30,
+    },
+    "discovery": {"enabled": False, "prefix": "homeassistant"},
+    "legacy_topics": False,
+    "probes": {"enabled": False, "pin": 4},
+    "watchdog_s": 30,
+    "log_level": "info",
+}
+
+SECRET_KEYS = ("password", "key")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """Raised with every problem found; .problems lists them ("field: what is wrong")."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("invalid config: " + "; ".join(problems))
+
+
+def _merge(base, over, path, problems):
+    out = {}
+    for k in base:
+        out[k] = base[k]
+    for k in over:
+        where = path + k
+        if k not in base:
+            problems.append(where + ": unknown field")
+            continue
+        if isinstance(base[k], dict):
+            if isinstance(over[k], dict):
+                out[k] = _merge(base[k], over[k], where + ".", problems)
+            else:
+                problems.append(where + ": must be an object")
+        else:
+            out[k] = over[k]
+    return out
+
+
+def _num(cfg, path, lo, hi, problems, integer=False):
+    v = cfg
+    for p in path.split("."):
+        v = v[p]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+        problems.append("%s: must be %s, got %r" % (path, "an integer" if integer else "a number", v))
+        return None
+    if v < lo or v > hi:
+        problems.append("%s: %r is out of range %s..%s" % (path, v, lo, hi))
+        return None
+    return v
+
+
+def _str(cfg, path, problems, required=False):
+    v = cfg
+    for p in path.split("."):
+        v = v[p]
+    if not isinstance(v, str):
+        problems.append("%s: must be a string" % path)
+        return None
+    if required and not v:
+        problems.append("%s: is required" % path)
+        return None
+    return v
+
+
+def _bool(cfg, path, problems):
+    v = cfg
+    for p in path.split("."):
+        v = v[p]
+    if not isinstance(v, bool):
+        problems.append("%s: must be true or false" % path)
+
+
+def validate(raw, need_wifi=True):
+    """Merge raw (a dict) over the defaults and check every field. Returns the full config or raises
+    ConfigError listing every problem. need_wifi=False for hosts, which have no Wi-Fi to join."""
+    problems = []
+    if not isinstance(raw, dict):
+        raise ConfigError(["config: must be a JSON object"])
+    cfg = _merge(DEFAULTS, raw, "", problems)
+    bank = _str(cfg, "bank", problems, True)
+    if bank and not _topic_safe(bank):
+        problems.append("bank: %r may only use letters, digits, '-' and '_'" % bank)
+    prefix = _str(cfg, "topic_prefix", problems)
+    if prefix and ("+" in prefix or "#" in prefix or prefix.endswith("/")):
+        problems.append("topic_prefix: %r must not contain + or # or end with /" % prefix)
+    if need_wifi:
+        _str(cfg, "wifi.ssid", problems, True)
+    else:
+        _str(cfg, "wifi.ssid", problems)
+    _str(cfg, "wifi.password", problems)
+    _num(cfg, "wifi.timeout_s", 1, 300, problems)
+    _str(cfg, "mqtt.host", problems, True)
+    _num(cfg, "mqtt.port", 1, 65535, problems, True)
+    _str(cfg, "mqtt.user", problems)
+    _str(cfg, "mqtt.password", problems)
+    _str(cfg, "mqtt.client_id", problems)
+    _num(cfg, "mqtt.keepalive_s", 0, 65535, problems, True)
+    _num(cfg, "mqtt.timeout_s", 1, 60, problems)
+    tls = cfg["mqtt"]["tls"]
+    for k in ("enabled", "insecure"):
+        _bool(cfg, "mqtt.tls." + k, problems)
+    for k in ("ca", "cert", "key", "server_hostname"):
+        _str(cfg, "mqtt.tls." + k, problems)
+    if tls["enabled"] is True:
+        if not tls["ca"] and tls["insecure"] is not True:
+            problems.append("mqtt.tls.ca: TLS needs a CA certificate file (or set mqtt.tls.insecure to true)")
+        if bool(tls["cert"]) != bool(tls["key"]):
+            problems.append("mqtt.tls.cert/key: a client certificate needs both cert and key")
+    if cfg["mqtt"]["password"] and not cfg["mqtt"]["user"]:
+        problems.append("mqtt.user: a password is set but no user")
+    _num(cfg, "uart.id", 0, 2, problems, True)
+    _num(cfg, "uart.tx", 0, 39, problems, True)
+    _num(cfg, "uart.rx", 0, 39, problems, True)
+    _num(cfg, "uart.baud", 1200, 115200, problems, True)
+    interval = _num(cfg, "scan_interval_s", 0.2, 3600, problems)
+    stale = _num(cfg, "stale_after_s", 1, 86400, problems)
+    if interval is not None and stale is not None and stale < 2 * interval:
+        problems.append("stale_after_s: %r must be at least twice scan_interval_s (%r)" % (stale, interval))
+    _num(cfg, "max_packs", 1, 64, problems, True)
+    a = "alarms."
+    low = _num(cfg, a + "pack_low_v", 0, 5, problems)
+    high = _num(cfg, a + "pack_high_v", 0, 5, problems)
+    if low is not None and high is not None and low >= high:
+        problems.append("alarms.pack_low_v: %r must be below alarms.pack_high_v (%r)" % (low, high))
+    _num(cfg, a + "delta_high_v", 0.001, 5, problems)
+    tl = _num(cfg, a + "temp_low_c", -55, 125, problems)
+    th = _num(cfg, a + "temp_high_c", -55, 125, problems)
+    if tl is not None and th is not None and tl >= th:
+        problems.append("alarms.temp_low_c: %r must be below alarms.temp_high_c (%r)" % (tl, th))
+    _num(cfg, a + "hysteresis_v", 0, 1, problems)
+    _num(cfg, a + "hysteresis_c", 0, 20, problems)
+    _num(cfg, a + "comms_after_s", 1, 86400, problems)
+    _bool(cfg, "discovery.enabled", problems)
+    _str(cfg, "discovery.prefix", problems, True)
+    _bool(cfg, "legacy_topics", problems)
+    _bool(cfg, "probes.enabled", problems)
+    _num(cfg, "probes.pin", 0, 39, problems, True)
+    _num(cfg, "watchdog_s", 0, 600, problems)
+    if cfg["log_level"] not in LOG_LEVELS:
+        problems.append("log_level: must be one of %s" % ", ".join(LOG_LEVELS))
+    if problems:
+        raise ConfigError(problems)
+    if not cfg["topic_prefix"]:
+        cfg["topic_prefix"] = "packmonitor/" + cfg["bank"]
+    if not cfg["mqtt"]["client_id"]:
+        cfg["mqtt"]["client_id"] = "packmon-" + cfg["bank"]
+    return cfg
+
+
+def _topic_safe(s):
+    for c in s:
+        if not (c.isalpha() or c.isdigit() or c in "-_"):
+            return False
+    return True
+
+
+def load(path, need_wifi=True):
+    """Read and validate a config file; ConfigError names the file's problem if it cannot be read."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(["%s: cannot be read (%s)" % (path, e)])
+    try:
+        raw = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(["%s: not valid JSON (%s)" % (path, e)])
+    return validate(raw, need_wifi)
+
+
+def redacted(cfg):
+    """A copy safe to log: every password and key replaced by '***'."""
+    out = {}
+    for k in cfg:
+        v = cfg[k]
+        if isinstance(v, dict):
+            out[k] = redacted(v)
+        elif k in SECRET_KEYS and v:
+            out[k] = "***"
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,294 @@
+# The only module that touches the hardware: UART, watchdog, Wi-Fi, clock, sockets, reset.
+#
+# BoardPort is the ESP32 (machine/network). HostPort runs the same hub code on a PC — under CPython
+# (tests, `packmon demo`) or the MicroPython unix port — with injected parts: a UART-shaped object
+# (write/readinto), a clock, a Wi-Fi that is up unless a test takes it down, a no-op watchdog.
+import sys
+import time
+
+try:
+    from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
+except ImportError:  # CPython
+
+    def ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def ticks_add(a, b):
+        return a + b
+
+    def sleep_ms(ms):
+        time.sleep(ms / 1000)
+
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+class SystemClock:
+    def ticks_ms(self):
+        return ticks_ms()
+
+    def ticks_diff(self, a, b):
+        return ticks_diff(a, b)
+
+    def sleep_ms(self, ms):
+        sleep_ms(ms)
+
+
+class Port:
+    """What the hub needs from its platform. Subclasses fill in the parts."""
+
+    uart = None
+    clock = None
+
+    def __init__(self, log_level="info", log=None):
+        self.min_level = LEVELS.index(log_level) if log_level in LEVELS else 1
+        self._log = log
+
+    def log(self, level, msg):
+        if LEVELS.index(level) >= self.min_level:
+            if self._log is not None:
+                self._log(level, msg)
+            else:
+                print("[%s] %s" % (level, msg))
+
+    def feed_watchdog(self):
+        pass
+
+    def wifi_connect(self, timeout_ms):
+        return True
+
+    def wifi_up(self):
+        return True
+
+    def socket_module(self, timeout_s):
+        """A socket module for umqtt.simple whose sockets time out instead of blocking forever."""
+        return _TimeoutSockets(_native_socket_module(), timeout_s)
+
+    def ssl_wrap(self, sock, tls):
+        raise OSError("TLS is not available on this port")
+
+    def reset(self):
+        raise SystemExit("hub reset requested")
+
+    def read_file(self, path):
+        with open(path) as f:
+            return f.read()
+
+
+class _TimeoutSockets:
+    def __init__(self, mod, timeout_s):
+        self._mod = mod
+        self._timeout = timeout_s
+
+    def socket(self, *args):
+        s = self._mod.socket(*args)
+        s.settimeout(self._timeout)
+        return s
+
+    def getaddrinfo(self, *args):
+        return self._mod.getaddrinfo(*args)
+
+
+def _native_socket_module():
+    if sys.implementation.name == "micropython":
+        import socket
+
+        return socket
+    return _cpython_socket_module()
+
+
+# -- CPython: umqtt.simple expects MicroPython's usocket/ustruct/ubinascii and stream-style sockets --
+
+
+def _cpython_socket_module():
+    import socket
+
+    class StreamSocket:
+        """socket.socket with MicroPython's read/write stream methods, as umqtt.simple uses them."""
+
+        def __init__(self, *args):
+            self.s = socket.socket(*args)
+
+        def connect(self, addr):
+            self.s.connect(addr)
+
+        def settimeout(self, t):
+            self.s.settimeout(t)
+
+        def setblocking(self, flag):
+            self.s.setblocking(flag)
+
+        def write(self, buf, n=None):
+            if isinstance(buf, str):
+                buf = buf.encode()
+            data = bytes(buf if n is None else memoryview(buf)[:n])
+            self.s.sendall(data)
+            return len(data)
+
+        def read(self, n):
+            out = b""
+            while len(out) < n:
+                try:
+                    chunk = self.s.recv(n - len(out))
+                except BlockingIOError:
+                    return out if out else None
+                if not chunk:
+                    return out
+                out += chunk
+            return out
+
+        def close(self):
+            self.s.close()
+
+    class Module:
+        def socket(self, *args):
+            return StreamSocket(*args)
+
+        def getaddrinfo(self, host, port, *rest):
+            return socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+
+    return Module()
+
+
+def install_cpython_shims():
+    """Let micropython-lib modules (umqtt.simple) import under CPython."""
+    if sys.implementation.name == "micropython":
+        return
+    import binascii
+    import struct
+
+    sys.modules.setdefault("ustruct", struct)
+    sys.modules.setdefault("ubinascii", binascii)
+    if "usocket" not in sys.modules:
+        import types
+
+        mod = types.ModuleType("usocket")
+        impl = _cpython_socket_module()
+        mod.socket = impl.socket
+        mod.getaddrinfo = impl.getaddrinfo
+        sys.modules["usocket"] = mod
+
+
+class HostPort(Port):
+    """The hub on a PC: everything injected. wifi_ok can be set False by a test to take Wi-Fi down."""
+
+    def __init__(self, uart, clock=None, log_level="info", log=None):
+        Port.__init__(self, log_level, log)
+        self.uart = uart
+        self.clock = clock or SystemClock()
+        self.wifi_ok = True
+        self.resets = 0
+
+    def wifi_connect(self, timeout_ms):
+        return self.wifi_ok
+
+    def wifi_up(self):
+        return self.wifi_ok
+
+    def socket_module(self, timeout_s):
+        if not self.wifi_ok:
+            return _NoNetwork()
+        return Port.socket_module(self, timeout_s)
+
+    def ssl_wrap(self, sock, tls):
+        if sys.implementation.name == "micropython":
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if tls["insecure"]:
+                ctx.verify_mode = ssl.CERT_NONE
+            else:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(cafile=tls["ca"])
+            if tls["cert"]:
+                ctx.load_cert_chain(tls["cert"], tls["key"])
+            return ctx.wrap_socket(sock, server_hostname=tls["server_hostname"] or None)
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=tls["ca"] or None)
+        if tls["insecure"]:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if tls["cert"]:
+            ctx.load_cert_chain(tls["cert"], tls["key"])
+        inner = sock.s
+        sock.s = ctx.wrap_socket(inner, server_hostname=tls["server_hostname"] or None)
+        return sock
+
+    def reset(self):
+        self.resets += 1
+
+
+class _NoNetwork:
+    def socket(self, *args):
+        raise OSError("no network (Wi-Fi down)")
+
+    def getaddrinfo(self, *args):
+        raise OSError("no network (Wi-Fi down)")
+
+
+class BoardPort(Port):
+    """The ESP32 (NodeMCU-32S)."""
+
+    def __init__(self, cfg):
+        import machine  # noqa: F401 (board only)
+
+        Port.__init__(self, cfg["log_level"])
+        u = cfg["uart"]
+        self.uart = machine.UART(u["id"], baudrate=u["baud"], tx=u["tx"], rx=u["rx"], timeout=0, rxbuf=1024)
+        self.clock = SystemClock()
+        self._wdt = machine.WDT(timeout=int(cfg["watchdog_s"] * 1000)) if cfg["watchdog_s"] else None
+        self._cfg = cfg
+        self._wlan = None
+        self.reset_cause = machine.reset_cause()
+
+    def feed_watchdog(self):
+        if self._wdt is not None:
+            self._wdt.feed()
+
+    def wifi_connect(self, timeout_ms):
+        import network
+
+        if self._wlan is None:
+            self._wlan = network.WLAN(network.STA_IF)
+            self._wlan.active(True)
+        if self._wlan.isconnected():
+            return True
+        w = self._cfg["wifi"]
+        try:
+            self._wlan.connect(w["ssid"], w["password"])
+        except OSError as e:
+            self.log("warning", "wifi: connect failed: %s" % e)
+            return False
+        start = ticks_ms()
+        while not self._wlan.isconnected():
+            if ticks_diff(ticks_ms(), start) > timeout_ms:
+                return False
+            self.feed_watchdog()
+            sleep_ms(100)
+        self.log("info", "wifi: connected, address %s" % self._wlan.ifconfig()[0])
+        return True
+
+    def wifi_up(self):
+        return self._wlan is not None and self._wlan.isconnected()
+
+    def ssl_wrap(self, sock, tls):
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if tls["insecure"]:
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cafile=tls["ca"])
+        if tls["cert"]:
+            ctx.load_cert_chain(tls["cert"], tls["key"])
+        return ctx.wrap_socket(sock, server_hostname=tls["server_hostname"] or self._cfg["mqtt"]["host"])
+
+    def reset(self):
+        import machine
+
+        machine.reset()
