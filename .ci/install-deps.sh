@@ -20,6 +20,6 @@ fi
 bash tools/setup-venv.sh "${VENV:-.venv}"
 
 # Node-RED + Dashboard 2.0 for the flow tests, pinned, into a cache folder outside the repo.
-if command -v npm >/dev/null; then
+if command -v npm >/dev/null && [ -f tools/node-red/install.sh ]; then
   bash tools/node-red/install.sh
 fi

@@ -146,7 +146,7 @@ def validate(raw, need_wifi=True):
     _num(cfg, "uart.tx", 0, 39, problems, True)
     _num(cfg, "uart.rx", 0, 39, problems, True)
     _num(cfg, "uart.baud", 1200, 115200, problems, True)
-    interval = _num(cfg, "scan_interval_s", 0.2, 3600, problems)
+    interval = _num(cfg, "scan_interval_s", 0.1, 3600, problems)
     stale = _num(cfg, "stale_after_s", 1, 86400, problems)
     if interval is not None and stale is not None and stale < 2 * interval:
         problems.append("stale_after_s: %r must be at least twice scan_interval_s (%r)" % (stale, interval))

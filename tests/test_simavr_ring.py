@@ -49,12 +49,12 @@ def test_four_nodes_report_their_packs(sim) -> None:
     assert [r[4] for r in records(ring, 4)] == [1] * 4
 
 
-def test_scan_time_is_about_three_bytes_per_hop(sim) -> None:
+def test_scan_time_is_a_few_bytes_per_hop(sim) -> None:
     eng, ring = sim
     ring.scan(4)
     byte = 10 / 9600
     per_hop = (ring.uart.last.seconds - codec.frame_len(4) * byte) / 4 / byte
-    assert 2.9 < per_hop < 3.3, per_hop
+    assert 2.9 < per_hop < 4.5, per_hop  # 2-byte lag + the byte itself + processing (docs/protocol.md §5)
 
 
 def test_same_scans_as_the_python_model(sim) -> None:

@@ -16,21 +16,23 @@
 #define EXT_SENSOR_MUX 2
 #define NTC_SUPPLY_PIN PB3 /* driven high only while the NTC divider is measured */
 
-/* Timer0 runs free at F_CPU/8: 1 us per tick at 8 MHz, 0.485 us at 16.5 MHz. One bit at 9600 baud
- * is 104 ticks at 8 MHz and 215 at 16.5 MHz: both fit the 8-bit compare registers, so each bit is
- * timed by adding BIT_TICKS to OCR0A (TX) or OCR0B (RX) and letting the counter wrap. */
+/* The soft UART runs on one fixed tick: Timer0 in CTC mode at 4x the baud rate (38.4 kHz), never
+ * re-programmed while running. Each tick samples RX and, every 4th tick, drives the next TX bit.
+ * (Re-aiming compare registers at TCNT+offset per bit needs fewer interrupts but is fragile; simavr,
+ * which the tests run the image in, mis-times it.) At 8 MHz: 26 timer counts per tick (+0.16 % baud
+ * error); at 16.5 MHz: 54 counts (-0.54 %). */
 #define TIMER_PRESCALE 8UL
 #define TIMER_HZ (F_CPU / TIMER_PRESCALE)
-#define BIT_TICKS ((uint8_t)((TIMER_HZ + RING_BAUD / 2) / RING_BAUD))
-#define HALF_BIT_TICKS ((uint8_t)(BIT_TICKS / 2))
-#if (TIMER_HZ + RING_BAUD / 2) / RING_BAUD > 250
-#error "baud too low for an 8-bit timer at this F_CPU"
+#define TICKS_PER_BIT 4
+#define TICK_HZ (RING_BAUD * TICKS_PER_BIT)
+#define TICK_COUNTS ((TIMER_HZ + TICK_HZ / 2) / TICK_HZ)
+#if TICK_COUNTS > 256 || TICK_COUNTS < 20
+#error "the tick does not fit Timer0 at this F_CPU and baud"
 #endif
-
-/* The overflow interrupt (every 256 ticks) is the node's slow clock. */
-#define OVF_PER_BYTE_X16 ((uint32_t)(10UL * 16UL * TIMER_HZ / RING_BAUD / 256UL))
-/* docs/protocol.md section 4: a frame is abandoned after 3 byte times of silence; rounded up. */
-#define RX_TIMEOUT_OVF ((uint16_t)((3UL * 10UL * TIMER_HZ / RING_BAUD + 255UL) / 256UL + 1UL))
+#define TICK_OCR ((uint8_t)(TICK_COUNTS - 1))
+#define TICKS_PER_SECOND ((uint32_t)(TIMER_HZ / TICK_COUNTS))
+/* docs/protocol.md section 4: a frame is abandoned after 3 byte times of silence. */
+#define RX_TIMEOUT_TICKS ((uint16_t)(3 * 10 * TICKS_PER_BIT + 2))
 
 /* ADC clock must be 50..200 kHz for full resolution. */
 #if F_CPU > 12800000UL

@@ -14,10 +14,10 @@
 #include "settings.h"
 #include "softuart.h"
 
-#define OVF_PER_SECOND_X256 TIMER_HZ                  /* overflows * 256 = timer ticks */
-#define MEASURE_EVERY_OVF ((uint16_t)(TIMER_HZ / 256UL / 5UL))  /* 5 measurements a second */
-#define BLINK_EVERY_OVF ((uint16_t)(TIMER_HZ / 256UL / 8UL))    /* LED toggles at 8 Hz: 4 blinks/s */
+#define MEASURE_EVERY ((uint16_t)(TICKS_PER_SECOND / 5UL)) /* 5 measurements a second */
+#define BLINK_EVERY ((uint16_t)(TICKS_PER_SECOND / 8UL))   /* LED toggles at 8 Hz: 4 blinks/s */
 #define IDENTIFY_TOGGLES 40                                     /* 5 seconds */
+#define HOUSEKEEPING_TICKS 32 /* 0.83 ms: ADC polling, timeouts, EEPROM, LED, uptime */
 
 static node_t node;
 
@@ -92,9 +92,9 @@ int main(void)
     set_sleep_mode(SLEEP_MODE_IDLE);
     sei();
 
-    uint16_t last = softuart_ovf_ticks();
-    uint16_t last_rx = last, last_measure = last - MEASURE_EVERY_OVF, last_blink = last;
-    uint32_t sub_second = 0;
+    uint16_t last = softuart_ticks();
+    uint16_t last_rx = last, last_measure = last - MEASURE_EVERY, last_blink = last;
+    uint16_t sub_second = 0;
     uint8_t blinks = 0;
     adc_sums_t sums;
 
@@ -103,16 +103,16 @@ int main(void)
         uint8_t b = 0, fe = 0;
         while (softuart_get(&b, &fe)) {
             proto_rx(&node, b, fe);
-            last_rx = softuart_ovf_ticks();
+            last_rx = softuart_ticks();
         }
-        uint16_t now = softuart_ovf_ticks();
+        uint16_t now = softuart_ticks();
 
         if (proto_in_frame()) {
-            if ((uint16_t)(now - last_rx) > RX_TIMEOUT_OVF) {
+            if ((uint16_t)(now - last_rx) > RX_TIMEOUT_TICKS) {
                 proto_timeout(&node);
             }
         } else {
-            if (!adc_busy() && (uint16_t)(now - last_measure) >= MEASURE_EVERY_OVF) {
+            if (!adc_busy() && (uint16_t)(now - last_measure) >= MEASURE_EVERY) {
                 last_measure = now;
                 adc_start(node.settings.sensor);
             }
@@ -130,27 +130,32 @@ int main(void)
             use_measurement(&sums);
         }
         settings_store_step();
-        if (blinks && (uint16_t)(now - last_blink) >= BLINK_EVERY_OVF) {
+        if (blinks && (uint16_t)(now - last_blink) >= BLINK_EVERY) {
             last_blink = now;
-            PORTB ^= (1 << LED_PIN);
+            PINB = (1 << LED_PIN); /* writing PINB toggles: atomic, unlike PORTB ^= (the TX interrupt writes PORTB) */
             if (--blinks == 0) {
                 PORTB &= (uint8_t)~(1 << LED_PIN);
             }
         }
-        sub_second += (uint32_t)(uint16_t)(now - last) * 256UL;
+        sub_second += (uint16_t)(now - last);
         last = now;
-        while (sub_second >= OVF_PER_SECOND_X256) {
-            sub_second -= OVF_PER_SECOND_X256;
+        while (sub_second >= TICKS_PER_SECOND) {
+            sub_second -= TICKS_PER_SECOND;
             node.uptime++;
         }
 
-        cli();
-        if (!softuart_rx_pending()) {
+        /* Sleep until a byte has arrived or it is time for the housekeeping above. Every UART tick
+         * wakes the CPU, but only for this check, so the node sleeps most of the time. */
+        for (;;) {
+            cli();
+            if (softuart_rx_pending() || (uint16_t)(softuart_ticks() - now) >= HOUSEKEEPING_TICKS) {
+                sei();
+                break;
+            }
             sleep_enable();
             sei(); /* the instruction after sei runs before any interrupt: no lost wake-up */
             sleep_cpu();
             sleep_disable();
         }
-        sei();
     }
 }

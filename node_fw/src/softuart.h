@@ -1,5 +1,5 @@
 /* Full-duplex bit-banged UART on the ring pins (the ATtiny85 has no UART; its USI is not used so
- * the same image runs in simavr, which has no USI model). 9600 8N1, Timer0 at F_CPU/8. */
+ * the same image runs in simavr, which has no USI model). 9600 8N1 on a 4x-baud Timer0 tick. */
 #ifndef SOFTUART_H
 #define SOFTUART_H
 #include <stdint.h>
@@ -11,7 +11,7 @@ void softuart_init(void);
 uint8_t softuart_put(uint8_t b);                      /* 0 if the TX FIFO is full */
 uint8_t softuart_get(uint8_t *b, uint8_t *framing_error); /* 1 if a byte was waiting */
 uint8_t softuart_tx_idle(void);
-uint16_t softuart_ovf_ticks(void); /* Timer0 overflows (every 256 timer ticks), wrapping */
+uint16_t softuart_ticks(void); /* UART ticks (4 per bit, TICKS_PER_SECOND a second), wrapping */
 uint8_t softuart_rx_pending(void); /* call with interrupts off */
 
 #endif

@@ -33,6 +33,8 @@
 #define QUANTUM 16 /* cycles: 2 us at 8 MHz, 2 % of a bit: the lockstep granularity */
 
 typedef struct {
+    uint8_t log[1024]; /* bytes decoded during the current TX (WIRES command) */
+    int log_len;
     int level;       /* current line level */
     int busy;        /* decoding a byte */
     uint64_t start;  /* cycle of the start edge */
@@ -49,6 +51,10 @@ static uint64_t sleep_cycles[MAX_NODES];
 static decoder_t wire[MAX_NODES]; /* node k's TX line */
 static avr_irq_t *rx_irq[MAX_NODES];
 static int broken;
+static int trace_node = -1;
+static uint64_t trace_t[8192];
+static uint8_t trace_v[8192];
+static int trace_n;
 static uint32_t freq = 8000000;
 static uint32_t bit_cycles;
 
@@ -108,6 +114,10 @@ static void tx_pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
         return;
     }
     d->level = level;
+    if (k == trace_node && trace_n < 8192) {
+        trace_t[trace_n] = core[k]->cycle;
+        trace_v[trace_n++] = (uint8_t)level;
+    }
     if (!active[k]) {
         return;
     }
@@ -120,6 +130,25 @@ static void tx_pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
         last_edge = core[k]->cycle; /* the hub's RX: decoded from this wire by decode_wires() */
     } else {
         drive(next_active(k), level);
+    }
+}
+
+static void dbg_pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq;
+    (void)value;
+    int k = (int)(intptr_t)param;
+    if (k == trace_node && trace_n < 8192) {
+        trace_t[trace_n] = core[k]->cycle;
+        trace_v[trace_n++] = 2; /* a debug toggle: an RX interrupt ran */
+    }
+}
+
+static void hub_edge_trace(int level)
+{
+    if (trace_node == 0 && trace_n < 8192) {
+        trace_t[trace_n] = now;
+        trace_v[trace_n++] = (uint8_t)(4 + level); /* the hub's TX into node 1 */
     }
 }
 
@@ -145,6 +174,9 @@ static void decode_wires(void)
             } else {
                 d->busy = 0;
                 d->bytes++;
+                if (d->log_len < (int)sizeof d->log) {
+                    d->log[d->log_len++] = level ? d->shift : (uint8_t)~d->shift; /* framing: inverted marker */
+                }
                 if (k == last && !broken && rx_len < (int)sizeof rx_buf) {
                     rx_buf[rx_len++] = d->shift;
                     if (!level) {
@@ -176,6 +208,7 @@ static void hub_tx_update(void)
     }
     if (level != hub_level) {
         hub_level = level;
+        hub_edge_trace(level);
         drive(first_active(), level);
     }
 }
@@ -251,6 +284,9 @@ static void reset_node(int i)
             break;
         }
     }
+    /* simavr's port reset clears PINB but keeps the pin IRQ's cached level, so raising the same
+     * level again would be ignored: toggle it so the pin really reads the line's level */
+    drive(i, !prev);
     drive(i, prev);
 }
 
@@ -274,17 +310,32 @@ static void cmd_tx(const char *hex, double maxms)
     }
     rx_len = 0;
     rx_framing = 0;
+    for (int k = 0; k < n_nodes; k++) {
+        wire[k].log_len = 0;
+    }
+    trace_n = 0;
     rx_last_stop = 0;
     tx_start = now + QUANTUM;
     last_edge = tx_start;
     uint64_t tx_end = tx_start + (uint64_t)tx_len * 10 * bit_cycles;
-    uint64_t quiet = 8ULL * 10 * bit_cycles;
+    uint64_t quiet = 30ULL * 10 * bit_cycles;
     uint64_t limit = tx_start + (uint64_t)(maxms * 1e-3 * freq);
+    int hops = 0;
+    for (int k = 0; k < n_nodes; k++) {
+        hops += active[k];
+    }
+    /* nothing at the hub yet: wait for the frame to cross every hop (~3 byte times each) */
+    uint64_t first_due = tx_end + (uint64_t)(4 * hops) * 10 * bit_cycles + quiet;
     for (;;) {
         step();
-        uint64_t busy_until = tx_end > last_edge ? tx_end : last_edge;
         int decoding = wire[last_active() >= 0 ? last_active() : 0].busy;
-        if ((now > busy_until + quiet && !decoding) || now > limit) {
+        if (now > limit) {
+            break;
+        }
+        if (decoding) {
+            continue;
+        }
+        if (rx_len > 0 ? now > last_edge + quiet && now > tx_end + quiet : now > first_due) {
             break;
         }
     }
@@ -338,6 +389,8 @@ int main(int argc, char **argv)
         rx_irq[k] = avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN2);
         avr_irq_register_notify(avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN0), tx_pin_changed,
                                 (void *)(intptr_t)k);
+        avr_irq_register_notify(avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN4), dbg_pin_changed,
+                                (void *)(intptr_t)k);
         set_temp_mv(k, 322); /* ~25 C */
     }
     for (int k = 0; k < n_nodes; k++) {
@@ -382,6 +435,26 @@ int main(int argc, char **argv)
             printf("OK\n");
         } else if (!strcmp(cmd, "TX") && sscanf(line, "%*s %8199s %lf", arg, &y) == 2) {
             cmd_tx(arg, y);
+        } else if (!strcmp(cmd, "WIRES")) {
+            printf("WIRES %d\n", n_nodes);
+            for (int k = 0; k < n_nodes; k++) {
+                printf("%d ", k);
+                for (int j = 0; j < wire[k].log_len; j++) {
+                    printf("%02x", wire[k].log[j]);
+                }
+                printf("\n");
+            }
+        } else if (!strcmp(cmd, "TRACE") && sscanf(line, "%*s %d", &i) == 1) {
+            if (i >= 0) {
+                trace_node = i;
+                printf("OK\n");
+            } else {
+                printf("TRACE %d", trace_n);
+                for (int j = 0; j < trace_n; j++) {
+                    printf(" %llu:%u", (unsigned long long)(trace_t[j] - tx_start), trace_v[j]);
+                }
+                printf("\n");
+            }
         } else if (!strcmp(cmd, "STATS")) {
             printf("STATS %d\n", n_nodes);
             for (int k = 0; k < n_nodes; k++) {
