@@ -283,7 +283,8 @@ class Publisher:
             if t != _NONE:
                 self._pub(self._t(b"/pack/", n, b"/temperature"), self.msg.clear().fixed(t, 1).view(), True)
                 if legacy:
-                    self._pub(self.topic.clear().s(b"Powerwall/Pack-t-").i(n).view(), self.msg.clear().fixed(t, 1).view())
+                    topic = self.topic.clear().s(b"Powerwall/Pack-t-").i(n).view()
+                    self._pub(topic, self.msg.clear().fixed(t, 1).view())
             else:
                 self._pub(self._t(b"/pack/", n, b"/temperature"), b"", True)
             self._pub(self._t(b"/pack/", n, b"/state"), self._state(bank, i, now, False), True)

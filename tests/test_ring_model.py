@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from packmon.sim.model_ring import ModelRing, SimUart
 
 from hub import codec
 from hub.ring import Ring, RingError
-from packmon.sim.model_ring import ModelRing, SimUart
 
 
 class FakeClock:

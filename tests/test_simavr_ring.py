@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from packmon.sim import simavr_ring
+from packmon.sim.model_ring import ModelRing, SimUart
 
 from hub import codec
 from hub.ring import Ring
-from packmon.sim import simavr_ring
-from packmon.sim.model_ring import ModelRing, SimUart
 
 ok, why = simavr_ring.available()
 pytestmark = pytest.mark.skipif(not ok, reason=f"simavr ring unavailable: {why}")

@@ -7,7 +7,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-
 from packmon.sim.node_model import NodeModel, NodeState, Settings
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())

@@ -1,0 +1,71 @@
+"""Hub config validation: every bad field is named; secrets never leak into logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hub import config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_is_valid() -> None:
+    cfg = config.load(str(ROOT / "hub" / "config.example.json"))
+    assert cfg["topic_prefix"] == "packmonitor/bank1"
+    assert cfg["mqtt"]["client_id"] == "packmon-bank1"
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"mqtt": {"host": "h", "port": 70000}}, "mqtt.port"),
+        ({"mqtt": {"host": ""}}, "mqtt.host"),
+        ({"mqtt": {"host": "h"}, "uart": {"baud": "9600"}}, "uart.baud"),
+        ({"mqtt": {"host": "h"}, "bank": "my bank/1"}, "bank"),
+        ({"mqtt": {"host": "h"}, "scan_interval_s": 20, "stale_after_s": 30}, "stale_after_s"),
+        ({"mqtt": {"host": "h"}, "alarms": {"pack_low_v": 4.2, "pack_high_v": 4.1}}, "alarms.pack_low_v"),
+        ({"mqtt": {"host": "h", "tls": {"enabled": True}}}, "mqtt.tls.ca"),
+        ({"mqtt": {"host": "h", "tls": {"enabled": True, "insecure": True, "cert": "c.pem"}}}, "mqtt.tls.cert/key"),
+        ({"mqtt": {"host": "h", "password": "x"}}, "mqtt.user"),
+        ({"mqtt": {"host": "h"}, "colour": "red"}, "colour"),
+        ({"mqtt": {"host": "h"}, "wifi": "home"}, "wifi"),
+        ({"mqtt": {"host": "h"}, "log_level": "loud"}, "log_level"),
+        ({"mqtt": {"host": "h"}, "max_packs": 65}, "max_packs"),
+    ],
+)
+def test_bad_field_is_named(raw: dict, field: str) -> None:
+    with pytest.raises(config.ConfigError) as e:
+        config.validate(raw, need_wifi=False)
+    assert any(p.startswith(field + ":") for p in e.value.problems), e.value.problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(config.ConfigError) as e:
+        config.validate({"mqtt": {"port": 0}, "uart": {"tx": 99}}, need_wifi=True)
+    fields = {p.split(":")[0] for p in e.value.problems}
+    assert {"wifi.ssid", "mqtt.host", "mqtt.port", "uart.tx"} <= fields
+
+
+def test_tls_insecure_is_explicit() -> None:
+    cfg = config.validate({"mqtt": {"host": "h", "tls": {"enabled": True, "insecure": True}}}, need_wifi=False)
+    assert cfg["mqtt"]["tls"]["insecure"] is True
+
+
+def test_unreadable_and_broken_files(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="cannot be read"):
+        config.load(str(tmp_path / "missing.json"))
+    p = tmp_path / "bad.json"
+    p.write_text("{ not json")
+    with pytest.raises(config.ConfigError, match="not valid JSON"):
+        config.load(str(p))
+
+
+def test_redacted_hides_secrets() -> None:
+    cfg = config.validate({"wifi": {"ssid": "s", "password": "wifi-secret"},
+                           "mqtt": {"host": "h", "user": "u", "password": "mqtt-secret"}})
+    text = json.dumps(config.redacted(cfg))
+    assert "wifi-secret" not in text and "mqtt-secret" not in text
+    assert cfg["mqtt"]["password"] == "mqtt-secret"  # the original is untouched
