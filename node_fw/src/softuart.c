@@ -120,6 +120,7 @@ ISR(TIM0_COMPA_vect)
             tx_bit = 9;
         } else {
             tx_busy = 0; /* stop bit done; the next byte can start on this very tick */
+            tx_phase = 0;
         }
     }
     if (!tx_busy && !tx_phase && tx_head != tx_tail) {

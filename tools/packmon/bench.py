@@ -1,0 +1,113 @@
+"""`packmon bench`: scan wire time against the wire floor and against the original packMonitor scheme.
+
+For each ring size N it runs a SCAN on the simulated ring and prints the simulated wire time (first start
+bit sent to last stop bit received), the wire floor (the scan's own bytes once at the baud rate), their
+ratio and the time per pack. Beside it, the original packMonitor scheme as a reference model: one
+register of one pack per round trip, each request frame of Q bytes stored and forwarded whole by every
+node, R registers per pack. With the simavr engine it also prints, from the real firmware, the node's
+awake CPU cycles per forwarded byte and its idle (asleep) fraction during the scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from hub import codec
+
+from .sim.model_ring import ModelRing
+
+BAUD = 9600
+BYTE_S = 10 / BAUD
+REF_Q = 8  # bytes per request frame in the reference scheme (address, register, value, CRC, framing)
+REF_R = 2  # registers read per pack: voltage and temperature
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure scan time against the wire floor and the original scheme",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine", choices=("model", "simavr", "both"), default="model")
+    p.add_argument("--sizes", default="1,2,4,8,16,32,64", help="comma-separated ring sizes")
+    p.set_defaults(func=run)
+
+
+def reference_scan_s(n: int) -> float:
+    """The original scheme: R*N requests, each crossing N+1 store-and-forward hops whole."""
+    return REF_R * n * (n + 1) * REF_Q * BYTE_S
+
+
+def measure(engine_kind: str, n: int) -> dict:
+    frame = codec.encode(codec.CMD_SCAN, 1, 0, n)
+    row: dict = {"n": n, "floor": len(frame) * BYTE_S}
+    if engine_kind == "simavr":
+        from .sim.simavr_ring import SimavrRing
+
+        t0 = time.monotonic()
+        with SimavrRing(n) as eng:
+            eng.exchange(codec.encode(codec.CMD_ENUMERATE, 0, 0, 0))
+            before = eng.stats()
+            ex = eng.exchange(frame)
+            after = eng.stats()
+        wall = time.monotonic() - t0
+        awake = [(a.cycles - a.sleep_cycles) - (b.cycles - b.sleep_cycles) for a, b in zip(after, before)]
+        total = [a.cycles - b.cycles for a, b in zip(after, before)]
+        sleep = [a.sleep_cycles - b.sleep_cycles for a, b in zip(after, before)]
+        fwd = [a.bytes_out - b.bytes_out for a, b in zip(after, before)]
+        row["cycles_per_byte"] = sum(awake) / max(1, sum(fwd))
+        row["idle"] = sum(sleep) / max(1, sum(total))
+        row["wall"] = wall
+    else:
+        ex = ModelRing(n).exchange(frame)
+    ok = codec.check(ex.rx, len(ex.rx)) == codec.OK
+    row.update(scan=ex.seconds, ok=ok, ref=reference_scan_s(n))
+    return row
+
+
+def table(engine_kind: str, sizes: list[int], out=print) -> list[dict]:
+    rows = [measure(engine_kind, n) for n in sizes]
+    out(f"\nengine: {engine_kind}   {BAUD} baud 8N1 ({BYTE_S * 1000:.4f} ms per byte)")
+    out(f"reference (original packMonitor): {REF_R} registers/pack, one per round trip, {REF_Q}-byte frames "
+        "stored and forwarded whole by each of the N nodes + the hub")
+    head = f"{'packs':>5} {'scan ms':>9} {'floor ms':>9} {'ratio':>6} {'ms/pack':>8} | {'ref ms':>10} {'ref ratio':>9} " \
+           f"{'ref ms/pack':>11}"
+    if engine_kind == "simavr":
+        head += f" | {'cyc/byte':>8} {'idle':>5} {'wall s':>6}"
+    out(head)
+    for r in rows:
+        line = (f"{r['n']:>5} {r['scan'] * 1000:>9.1f} {r['floor'] * 1000:>9.1f} {r['scan'] / r['floor']:>6.2f} "
+                f"{r['scan'] * 1000 / r['n']:>8.2f} | {r['ref'] * 1000:>10.0f} {r['ref'] / r['floor']:>9.1f} "
+                f"{r['ref'] * 1000 / r['n']:>11.1f}")
+        if engine_kind == "simavr":
+            line += f" | {r['cycles_per_byte']:>8.0f} {r['idle']:>5.2f} {r['wall']:>6.1f}"
+        if not r["ok"]:
+            line += "  (answer did not check out!)"
+        out(line)
+    by_n = {r["n"]: r for r in rows}
+    if 16 in by_n:
+        r16 = by_n[16]["scan"] / by_n[16]["floor"]
+        out(f"target: 16 packs within 2.5x the wire floor: {'yes' if r16 <= 2.5 else 'NO'} ({r16:.2f}x)")
+    big = [by_n[n]["scan"] / n for n in (16, 32, 64) if n in by_n]
+    if len(big) >= 2:
+        spread = max(big) / min(big)
+        out(f"target: time per pack flat from 16 to 64 packs: {'yes' if spread <= 1.15 else 'NO'} "
+            f"(max/min {spread:.3f})")
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if any(not 1 <= n <= 64 for n in sizes):
+        raise SystemExit("packmon bench: sizes must be 1..64")
+    engines = ["model", "simavr"] if args.engine == "both" else [args.engine]
+    for e in engines:
+        if e == "simavr":
+            from .sim import simavr_ring
+
+            ok, why = simavr_ring.available()
+            if not ok:
+                print(f"simavr engine skipped: {why}")
+                continue
+        rows = table(e, sizes)
+        if not all(r["ok"] for r in rows):
+            return 1
+    return 0
