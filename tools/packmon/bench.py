@@ -49,10 +49,10 @@ def measure(engine_kind: str, n: int) -> dict:
             ex = eng.exchange(frame)
             after = eng.stats()
         wall = time.monotonic() - t0
-        awake = [(a.cycles - a.sleep_cycles) - (b.cycles - b.sleep_cycles) for a, b in zip(after, before)]
-        total = [a.cycles - b.cycles for a, b in zip(after, before)]
-        sleep = [a.sleep_cycles - b.sleep_cycles for a, b in zip(after, before)]
-        fwd = [a.bytes_out - b.bytes_out for a, b in zip(after, before)]
+        awake = [(a.cycles - a.sleep_cycles) - (b.cycles - b.sleep_cycles) for a, b in zip(after, before, strict=True)]
+        total = [a.cycles - b.cycles for a, b in zip(after, before, strict=True)]
+        sleep = [a.sleep_cycles - b.sleep_cycles for a, b in zip(after, before, strict=True)]
+        fwd = [a.bytes_out - b.bytes_out for a, b in zip(after, before, strict=True)]
         row["cycles_per_byte"] = sum(awake) / max(1, sum(fwd))
         row["idle"] = sum(sleep) / max(1, sum(total))
         row["wall"] = wall
@@ -68,8 +68,8 @@ def table(engine_kind: str, sizes: list[int], out=print) -> list[dict]:
     out(f"\nengine: {engine_kind}   {BAUD} baud 8N1 ({BYTE_S * 1000:.4f} ms per byte)")
     out(f"reference (original packMonitor): {REF_R} registers/pack, one per round trip, {REF_Q}-byte frames "
         "stored and forwarded whole by each of the N nodes + the hub")
-    head = f"{'packs':>5} {'scan ms':>9} {'floor ms':>9} {'ratio':>6} {'ms/pack':>8} | {'ref ms':>10} {'ref ratio':>9} " \
-           f"{'ref ms/pack':>11}"
+    head = (f"{'packs':>5} {'scan ms':>9} {'floor ms':>9} {'ratio':>6} {'ms/pack':>8} | "
+            f"{'ref ms':>10} {'ref ratio':>9} {'ref ms/pack':>11}")
     if engine_kind == "simavr":
         head += f" | {'cyc/byte':>8} {'idle':>5} {'wall s':>6}"
     out(head)
