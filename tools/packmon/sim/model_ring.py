@@ -48,7 +48,11 @@ class ModelRing:
         self.broken = False
         self.rng = random.Random(seed)
         self.bit = 1.0 / baud
-        self.nodes: list[NodeModel] = [NodeModel(NodeState(mv=mvs[i], temp=temps[i])) for i in range(n)]
+        self.nodes: list[NodeModel] = []
+        for i in range(n):
+            node = NodeModel(NodeState(mv=mvs[i], temp=temps[i]))
+            node.true_mv, node.true_temp, node.bandgap = mvs[i], temps[i], 11000  # type: ignore[attr-defined]
+            self.nodes.append(node)
         self._removed: dict[int, NodeModel] = {}
         self.bit_errors = 0
 
@@ -58,17 +62,41 @@ class ModelRing:
         return len(self.nodes)
 
     def set_pack(self, i: int, mv: int | None = None, temp: int | None = None) -> None:
-        s = self.nodes[i].s
+        node = self.nodes[i]
         if mv is not None:
-            s.mv = mv
+            node.true_mv = mv  # type: ignore[attr-defined]
         if temp is not None:
-            s.temp = temp
+            node.true_temp = temp  # type: ignore[attr-defined]
+        self._measure(node)
+
+    def set_bandgap(self, i: int, bandgap_01mv: int) -> None:
+        """This node's real bandgap voltage (0.1 mV): a node whose bandgap is not the nominal 1.1 V
+        reports a wrong voltage until it is calibrated, as real ATtiny85s do (±10 %)."""
+        self.nodes[i].bandgap = bandgap_01mv  # type: ignore[attr-defined]
+        self._measure(self.nodes[i])
+
+    @staticmethod
+    def _measure(node: NodeModel) -> None:
+        """What the firmware's measurement gives: the voltage scaled by its vref setting over the real
+        bandgap, the temperature plus its offset setting."""
+        s = node.s
+        t = getattr(node, "true_mv", None)
+        if t is None:
+            return
+        s.mv = round(t * s.settings.vref / node.bandgap)  # type: ignore[attr-defined]
+        if node.true_temp != -32768:  # type: ignore[attr-defined]
+            s.temp = node.true_temp + s.settings.temp_offset  # type: ignore[attr-defined]
 
     def reset_node(self, i: int) -> None:
-        old = self.nodes[i].s
+        prev = self.nodes[i]
+        old = prev.s
         flags = FLAG_RESET_POWER | (0 if old.settings.flags & 1 else FLAG_NOT_CALIBRATED)
         flags |= old.flags & 0x41  # sensor/voltage faults are properties of the hardware, not RAM
-        self.nodes[i] = NodeModel(NodeState(mv=old.mv, temp=old.temp, flags=flags, settings=old.settings))
+        node = NodeModel(NodeState(mv=old.mv, temp=old.temp, flags=flags, settings=old.settings))
+        for attr in ("true_mv", "true_temp", "bandgap"):  # the pack and the chip stay the same
+            if hasattr(prev, attr):
+                setattr(node, attr, getattr(prev, attr))
+        self.nodes[i] = node
 
     def remove_node(self, i: int) -> None:
         self._removed[i] = self.nodes.pop(i)
@@ -104,6 +132,8 @@ class ModelRing:
             stream.append((nb, t, fe))
         end_tx = t
         hops = [len(stream)]
+        for node in self.nodes:
+            self._measure(node)  # the firmware measures continuously between frames
         if self.broken:
             return Exchange(b"", end_tx, hops)
         for node in self.nodes:
