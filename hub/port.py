@@ -222,6 +222,47 @@ class HostPort(Port):
         self.resets += 1
 
 
+class SocketUart:
+    """A UART-shaped TCP connection to a simulated ring (`packmon` serves one on 127.0.0.1): the hub's
+    ring driver uses it exactly like machine.UART(timeout=0). Runs on CPython and the unix port."""
+
+    def __init__(self, host, port):
+        import socket
+
+        addr = socket.getaddrinfo(host, port)[0][-1]
+        self.sock = socket.socket()
+        self.sock.connect(addr)
+        self.sock.setblocking(False)
+
+    def write(self, buf):
+        mv = memoryview(buf)
+        sent = 0
+        while sent < len(mv):
+            try:
+                k = self.sock.send(mv[sent:])
+            except OSError as e:
+                if e.args and e.args[0] == 11:  # EAGAIN
+                    continue
+                raise
+            sent += k or 0
+        return sent
+
+    def readinto(self, buf):
+        try:
+            if sys.implementation.name == "micropython":
+                k = self.sock.readinto(buf)
+            else:
+                k = self.sock.recv_into(buf)
+        except OSError:
+            return None  # nothing waiting (EAGAIN)
+        if k == 0:
+            raise OSError("the simulated ring closed the connection")
+        return k
+
+    def close(self):
+        self.sock.close()
+
+
 class _NoNetwork:
     def socket(self, *args):
         raise OSError("no network (Wi-Fi down)")

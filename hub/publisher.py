@@ -16,6 +16,10 @@ except ImportError:  # CPython
 
 
 _NONE = const(-32768)
+# names as bytes, made once: encoding them per message would allocate
+_FLAG_NAMES = tuple(n.encode() for n in codec.FLAG_NAMES)
+_ERROR_NAMES = tuple(n.encode() for n in codec.ERROR_NAMES)
+_ALARM_NAMES = tuple(n.encode() for n in _alarms.NAMES)
 _BACKOFF_MIN_MS = const(1000)
 _BACKOFF_MAX_MS = const(60000)
 
@@ -25,7 +29,6 @@ class _Buf:
 
     def __init__(self, size):
         self.b = bytearray(size)
-        self.mv = memoryview(self.b)
         self.n = 0
 
     def clear(self):
@@ -34,10 +37,12 @@ class _Buf:
 
     def s(self, text):
         if isinstance(text, str):
-            text = text.encode()  # names (flags, errors): the rare path
-        k = len(text)
-        self.b[self.n : self.n + k] = text
-        self.n += k
+            text = text.encode()  # the rare path (error texts)
+        b = self.b
+        n = self.n
+        for k in range(len(text)):  # a slice assignment would allocate a slice object
+            b[n + k] = text[k]
+        self.n = n + len(text)
         return self
 
     def c(self, ch):
@@ -83,7 +88,11 @@ class _Buf:
         return self
 
     def view(self):
-        return self.mv[0 : self.n]
+        """The buffer itself: _pub() writes b[0:n] without making a slice."""
+        return self
+
+    def bytes(self):
+        return bytes(self.b[0 : self.n])
 
 
 class _TlsSockets:
@@ -143,6 +152,7 @@ class Publisher:
         self.last_error = ""
         self.topic = _Buf(160)
         self.msg = _Buf(512)
+        self._hdr = bytearray(8)
         n = cfg["max_packs"]
         self.fresh_out = bytearray(n)  # 1 while the pack's retained values are out as fresh
         self.discovered = False
@@ -221,10 +231,36 @@ class Publisher:
         self._drop()
 
     def _pub(self, topic, msg, retain=False):
+        """Publish (QoS 0). topic and msg are bytes or _Buf. The PUBLISH packet is written from
+        preallocated buffers: umqtt.simple's publish() allocates four small objects per message,
+        6 KB per 64-pack cycle, which is what a 100 KB heap cannot afford to churn."""
         if not self.connected:
             return False
+        if isinstance(topic, _Buf):
+            tb, tl = topic.b, topic.n
+        else:
+            tb, tl = topic, len(topic)
+        if isinstance(msg, _Buf):
+            mb, ml = msg.b, msg.n
+        else:
+            mb, ml = msg, len(msg)
+        h = self._hdr
+        h[0] = 0x31 if retain else 0x30
+        sz = 2 + tl + ml
+        i = 1
+        while sz > 0x7F:
+            h[i] = (sz & 0x7F) | 0x80
+            sz >>= 7
+            i += 1
+        h[i] = sz
+        h[i + 1] = tl >> 8
+        h[i + 2] = tl & 0xFF
         try:
-            self.client.publish(topic, msg, retain)
+            sock = self.client.sock
+            sock.write(h, i + 3)
+            sock.write(tb, tl)
+            if ml:
+                sock.write(mb, ml)
             self.published += 1
             return True
         except Exception as e:
@@ -234,14 +270,14 @@ class Publisher:
             return False
 
     # -- topics ----------------------------------------------------------------------------------
-    def _t(self, *parts):
-        t = self.topic.clear().s(self.prefix)
-        for p in parts:
-            if isinstance(p, int):
-                t.i(p)
-            else:
-                t.s(p)
-        return t.view()
+    def _t(self, a, n=-1, b=None):
+        """prefix + a [+ n + b] into the topic buffer (fixed arity: *args would allocate a tuple)."""
+        t = self.topic.clear().s(self.prefix).s(a)
+        if n >= 0:
+            t.i(n)
+        if b is not None:
+            t.s(b)
+        return t
 
     def publish_cycle(self, hub, now):
         """Publish what this cycle learned. Only packs read in this cycle's scan are published as
@@ -299,14 +335,14 @@ class Publisher:
         a = hub.alarms
         for k in range(len(_alarms.NAMES)):
             if a.changed[k] or hub.republish_alarms:
-                self._pub(self._t(b"/alarm/", _alarms.NAMES[k].encode()), self._alarm(a, k), True)
+                self._pub(self._t(b"/alarm/", -1, _ALARM_NAMES[k]), self._alarm(a, k), True)
         hub.republish_alarms = not self.connected
         self._pub(self._t(b"/ring"), self._ring_state(hub), False)
         for k in range(len(hub.probe_temps)):
             t = hub.probe_temps[k]
             if t != _NONE:
-                self._pub(self._t(b"/probe/", hub.probe_ids[k], b"/temperature"), self.msg.clear().fixed(t, 1).view(),
-                          True)
+                topic = self.topic.clear().s(self.prefix).s(b"/probe/").s(hub.probe_ids[k]).s(b"/temperature")
+                self._pub(topic, self.msg.clear().fixed(t, 1).view(), True)
 
     def publish_error(self, now, text):
         if self.ensure(now):
@@ -334,7 +370,7 @@ class Publisher:
             if f & (1 << b):
                 if not first:
                     m.c(44)
-                m.c(34).s(codec.FLAG_NAMES[b]).c(34)
+                m.c(34).s(_FLAG_NAMES[b]).c(34)
                 first = False
         m.s(b'],"bad_frames":').i(bank.bad[i]).s(b',"resets":').i(bank.resets[i])
         m.s(b',"stale":').s(b"true" if stale else b"false").s(b',"age":')
@@ -390,7 +426,7 @@ class Publisher:
             if r.errors[k]:
                 if not first:
                     m.c(44)
-                m.c(34).s(codec.ERROR_NAMES[k]).s(b'":').i(r.errors[k])
+                m.c(34).s(_ERROR_NAMES[k]).s(b'":').i(r.errors[k])
                 first = False
         m.s(b'},"last_fault_hop":').i(hub.last_fault).s(b',"enumerations":').i(hub.enumerations)
         m.s(b',"mqtt_reconnects":').i(self.connects - 1 if self.connects else 0)

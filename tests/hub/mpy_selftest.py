@@ -116,9 +116,9 @@ except config.ConfigError as e:
     check(any(p.startswith("mqtt.port") for p in e.problems), "mqtt.port named")
 
 b = _Buf(64)
-check(bytes(b.clear().fixed(3312, 3).view()) == b"3.312", "fixed 3.312")
-check(bytes(b.clear().fixed(-15, 1).view()) == b"-1.5", "fixed -1.5")
-check(bytes(b.clear().i(0).view()) == b"0", "int 0")
+check(b.clear().fixed(3312, 3).bytes() == b"3.312", "fixed 3.312")
+check(b.clear().fixed(-15, 1).bytes() == b"-1.5", "fixed -1.5")
+check(b.clear().i(0).bytes() == b"0", "int 0")
 
 print("frames", n_frames)
 print("alloc_per_20_scans", alloc)

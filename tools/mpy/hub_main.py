@@ -1,0 +1,51 @@
+# The hub under the MicroPython unix port: the same hub modules as on the board, with the host port
+# (hub/port.py HostPort) whose UART is a TCP connection to a simulated ring.
+#
+#   MICROPYPATH=<repo>:<repo>/hub/lib:.frozen micropython -X heapsize=100k tools/mpy/hub_main.py \
+#       config.json RING_HOST RING_PORT [CYCLES] [nosleep]
+#
+# CYCLES 0 = run forever. Prints the hub's log lines, one cycle summary per cycle ("cycle N ..."), and
+# at the end the heap figures.
+import gc
+import sys
+
+from hub import config
+from hub.app import Hub
+from hub.port import HostPort, SocketUart
+
+args = sys.argv[1:]
+cfg = config.load(args[0], False)
+cycles = int(args[3]) if len(args) > 3 else 0
+nosleep = len(args) > 4 and args[4] == "nosleep"
+
+
+def log(level, msg):
+    print("[%s] %s" % (level, msg))
+
+
+port = HostPort(SocketUart(args[1], int(args[2])), log_level=cfg["log_level"], log=log)
+hub = Hub(cfg, port)
+clk = port.clock
+interval = int(cfg["scan_interval_s"] * 1000)
+n = 0
+peak = 0
+gc.collect()
+while cycles == 0 or n < cycles:
+    start = clk.ticks_ms()
+    hub.run_once()
+    n += 1
+    used = gc.mem_alloc()
+    if used > peak:
+        peak = used
+    if n % 50 == 0:
+        gc.collect()
+    b = hub.bank
+    print("cycle %d packs %d fresh %d published %d errors %d free %d" % (
+        n, b.n, b.fresh, hub.publisher.published, sum(hub.ring.errors), gc.mem_free()))
+    if not nosleep:
+        left = interval - clk.ticks_diff(clk.ticks_ms(), start)
+        if left > 0:
+            clk.sleep_ms(left)
+gc.collect()
+print("done cycles %d peak_alloc %d free %d" % (n, peak, gc.mem_free()))
+hub.publisher.close()
