@@ -29,6 +29,7 @@ class Hub:
         self.cfg = cfg
         self.port = port
         clk = port.clock
+        self._td = clk.ticks_diff  # bound once: passing clk.ticks_diff each cycle would allocate
         self.ring = Ring(port.uart, cfg["uart"]["baud"], clk, cfg["max_packs"])
         self.bank = Bank(cfg["max_packs"], int(cfg["stale_after_s"] * 1000))
         self.alarms = Alarms(cfg)
@@ -126,7 +127,7 @@ class Hub:
         if self.probes is not None:
             self.probes.read(self.probe_temps)
         now = clk.ticks_ms()
-        self.bank.compute(now, clk.ticks_diff)
+        self.bank.compute(now, self._td)
         self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
         for k in range(len(self.alarms.changed)):
             if self.alarms.news[k]:

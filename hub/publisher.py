@@ -153,6 +153,7 @@ class Publisher:
         self.topic = _Buf(160)
         self.msg = _Buf(512)
         self._hdr = bytearray(8)
+        self._td = port.clock.ticks_diff  # bound once
         n = cfg["max_packs"]
         self.fresh_out = bytearray(n)  # 1 while the pack's retained values are out as fresh
         self.discovered = False
@@ -290,8 +291,7 @@ class Publisher:
         if self.cfg["discovery"]["enabled"] and not self.discovered:
             self._discovery(hub)
         bank = hub.bank
-        clk = self.port.clock
-        td = clk.ticks_diff
+        td = self._td
         legacy = self.cfg["legacy_topics"]
         for i in range(bank.n):
             if not self.connected:
@@ -350,7 +350,7 @@ class Publisher:
 
     # -- payloads --------------------------------------------------------------------------------
     def _state(self, bank, i, now, stale):
-        td = self.port.clock.ticks_diff
+        td = self._td
         m = self.msg.clear().s(b'{"pack":').i(i + 1).s(b',"voltage":')
         mv = 0 if stale else bank.voltage_mv(i, now, td)
         if mv:

@@ -64,7 +64,8 @@ class Ring:
         self.tx = bytearray(codec.MAX_FRAME)
         self.rx = bytearray(codec.MAX_FRAME + 64)
         self._chunk = bytearray(64)
-        self._chunk_mv = memoryview(self._chunk)
+        self._tx_view = None  # memoryview of the last request length, kept: slicing allocates
+        self._tx_view_n = -1
         self.rx_len = 0
         self.seq = 0
         # counters the hub publishes: every rejected frame is counted by its reason
@@ -94,7 +95,10 @@ class Ring:
         self.seq = (self.seq + 1) & 0xFF
         n = codec.build(self.tx, cmd, self.seq, addr, cnt, payload)
         self._drain()
-        self.uart.write(memoryview(self.tx)[0:n])
+        if n != self._tx_view_n:
+            self._tx_view = memoryview(self.tx)[0:n]
+            self._tx_view_n = n
+        self.uart.write(self._tx_view)
         self.sent += 1
         err = self._receive(n, self.timeout_ms(cnt, nodes))
         self.last_error = err
@@ -129,7 +133,9 @@ class Ring:
                 room = len(rx) - have
                 if k > room:
                     k = room
-                rx[have : have + k] = self._chunk_mv[0:k]
+                chunk = self._chunk
+                for j in range(k):  # a slice copy would allocate on MicroPython
+                    rx[have + j] = chunk[j]
                 have += k
                 # hunt and parse as long as the buffer holds something to look at
                 while have:
@@ -138,7 +144,7 @@ class Ring:
                         while i < have and rx[i] != codec.SOF:
                             i += 1
                         self.skipped += i
-                        rx[0 : have - i] = rx[i:have]
+                        self._shift(i, have)
                         have -= i
                         continue
                     if have < codec.HEADER_SIZE:
@@ -183,7 +189,8 @@ class Ring:
 
     def _shift(self, k, have):
         rx = self.rx
-        rx[0 : have - k] = rx[k:have]
+        for j in range(have - k):
+            rx[j] = rx[j + k]
 
     # -- the commands ----------------------------------------------------------------------
 
