@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from hub import codec
 from packmon import mpy_hub
 from packmon.sim.model_ring import Exchange, ModelRing
+
+from hub import codec
 
 ok, why = mpy_hub.available()
 pytestmark = pytest.mark.skipif(not ok, reason=why)
