@@ -7,15 +7,23 @@
  *
  *   VCC i mV        pack voltage of node i (0-based): the node's Vcc
  *   TEMPMV i mV     voltage of node i's internal temperature sensor (ADC4) as simavr takes it
- *   RESET i         node i restarts (RAM lost, EEPROM kept)
+ *   RESET i [cause] node i restarts (RAM lost, EEPROM kept); cause por (default), ext, bor or wdt sets
+ *                   PORF, EXTRF, BORF or WDRF in its MCUSR as the chip's reset logic would
  *   REMOVE i        node i is taken out of the ring (the ring is closed around it)
  *   INSERT i        node i is put back
+ *   PINS irq|auto   how RX levels reach a node: always through simavr's pin IRQ, or (default) written
+ *                   into PINB while the firmware has neither INT0 nor PCINT2 enabled (see drive())
  *   BREAK 0|1       the ring is open (nothing reaches the hub) or closed
  *   RUN ms          let simulated time pass with an idle line
- *   TX hex maxms    send the bytes, run until the line has been quiet for 8 byte times after the
- *                   last byte (or maxms); answers "RX hex seconds framing_errors" where seconds runs
- *                   from the first start bit sent to the last stop bit received (or to the end of TX)
- *   STATS           "STATS n" then per node "i cycles sleep_cycles bytes_out"
+ *   TX hex maxms [k] send the bytes (byte k, 0-based, with a low stop bit: a framing error), run until the line has been quiet for 8 byte times after the
+ *                   last byte (or maxms); answers "RX hex seconds framing_errors hops" where seconds
+ *                   runs from the first start bit sent to the last stop bit received (or to the end of
+ *                   TX), and hops lists the bytes on every wire of the ring during this TX: the hub's
+ *                   TX, then each node's TX in ring order ("17,17,17"; removed nodes left out)
+ *   STATS           "STATS n" then per node "i cycles sleep_cycles bytes_out framing_out active"
+ *                   (cycles simulated while in the ring and those asleep (cpu_Sleeping), since the
+ *                   harness started; bytes_out and framing_out
+ *                   count the bytes decoded on the node's TX wire and those with a low stop bit)
  *   QUIT
  * Errors are answered "ERR text". */
 #include <stdint.h>
@@ -41,12 +49,15 @@ typedef struct {
     int bit;         /* next bit to sample: 0 = start, 1..8 data, 9 stop */
     uint8_t shift;
     uint32_t bytes;
+    uint32_t framing;
+    uint32_t bytes_at_tx; /* bytes when the current TX command began */
 } decoder_t;
 
 static avr_t *core[MAX_NODES];
 static int active[MAX_NODES];
 static int n_nodes;
 static uint64_t now;             /* global simulated time in cycles */
+static uint64_t run_cycles_of[MAX_NODES]; /* cycles simulated while in the ring (removed: not run) */
 static uint64_t sleep_cycles[MAX_NODES];
 static decoder_t wire[MAX_NODES]; /* node k's TX line */
 static avr_irq_t *rx_irq[MAX_NODES];
@@ -70,6 +81,7 @@ static uint8_t tx_buf[4096];
 static int tx_len;
 static uint64_t tx_start;
 static int hub_level = 1;
+static int tx_framing_at = -1; /* this byte of the TX is sent with a low stop bit (a framing error) */
 
 static int next_active(int k)
 {
@@ -96,9 +108,38 @@ static int last_active(void)
     return -1;
 }
 
+/* ATtiny85 data-space addresses (I/O + 0x20) */
+#define PINB_ADDR 0x36
+#define PCMSK_ADDR 0x35
+#define GIMSK_ADDR 0x5B
+#define GIMSK_INT0 (1u << 6)
+#define GIMSK_PCIE (1u << 5)
+#define RX_BIT (1u << 2) /* PB2 */
+
+static int fast_pins = 1;
+
+/* Set node's RX pin (PB2) to level. Raising the pin's IRQ is what a real edge does, but simavr 1.6's
+ * INT0 model then polls the pin from a cycle timer for as long as it is low when INT0 is in its
+ * (default) level-triggered mode, even with INT0 disabled: that polling costs ~2/3 of the run time
+ * while a frame streams through. So when the firmware listens for neither INT0 nor a pin change on
+ * PB2 (it samples PINB from its timer tick), the level is written into PINB directly and simavr's
+ * cached pin level is kept in step; otherwise the IRQ is raised. */
 static void drive(int node, int level)
 {
-    if (node >= 0) {
+    if (node < 0) {
+        return;
+    }
+    avr_t *a = core[node];
+    uint8_t gimsk = a->data[GIMSK_ADDR];
+    int edge_wanted = (gimsk & GIMSK_INT0) || ((gimsk & GIMSK_PCIE) && (a->data[PCMSK_ADDR] & RX_BIT));
+    if (fast_pins && !edge_wanted) {
+        if (level) {
+            a->data[PINB_ADDR] |= RX_BIT;
+        } else {
+            a->data[PINB_ADDR] &= (uint8_t)~RX_BIT;
+        }
+        rx_irq[node]->value = (uint32_t)level;
+    } else {
         avr_raise_irq(rx_irq[node], level);
     }
 }
@@ -174,6 +215,7 @@ static void decode_wires(void)
             } else {
                 d->busy = 0;
                 d->bytes++;
+                d->framing += !level;
                 if (d->log_len < (int)sizeof d->log) {
                     d->log[d->log_len++] = level ? d->shift : (uint8_t)~d->shift; /* framing: inverted marker */
                 }
@@ -203,6 +245,8 @@ static void hub_tx_update(void)
                 level = 0;
             } else if (bit <= 8) {
                 level = (tx_buf[byte] >> (bit - 1)) & 1;
+            } else if ((int)byte == tx_framing_at) {
+                level = 0;
             }
         }
     }
@@ -240,6 +284,7 @@ static void step(void)
             int sleeping = a->state == cpu_Sleeping;
             uint64_t c0 = a->cycle;
             int st = avr_run(a);
+            run_cycles_of[k] += a->cycle - c0;
             if (sleeping) {
                 sleep_cycles[k] += a->cycle - c0;
             }
@@ -271,9 +316,18 @@ static void set_temp_mv(int i, uint32_t mv)
     avr_raise_irq(avr_io_getirq(core[i], AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_TEMP), mv);
 }
 
-static void reset_node(int i)
+/* MCUSR bits as the ATtiny85's reset logic sets them (datasheet 8.5.1) */
+enum { CAUSE_POR = 0, CAUSE_EXT = 1, CAUSE_BOR = 2, CAUSE_WDT = 3 };
+#define MCUSR_DATA_ADDR 0x54 /* I/O 0x34 */
+
+static void reset_node(int i, int cause)
 {
     avr_reset(core[i]);
+    /* simavr's avr_reset keeps MCUSR as the firmware left it (the node clears it at start), so the
+     * restarted firmware would see no cause at all: set the bit the real chip would set. A power-on
+     * reset clears the other flags; the others add to what is there. */
+    uint8_t mcusr = cause == CAUSE_POR ? 0 : core[i]->data[MCUSR_DATA_ADDR];
+    core[i]->data[MCUSR_DATA_ADDR] = (uint8_t)(mcusr | (1u << cause));
     core[i]->cycle = now;
     avr_cycle_timer_register(core[i], QUANTUM, wake_tick, NULL);
     /* the RX line keeps its level across the node's reset */
@@ -298,8 +352,9 @@ static int hexval(char c)
     return -1;
 }
 
-static void cmd_tx(const char *hex, double maxms)
+static void cmd_tx(const char *hex, double maxms, int framing_at)
 {
+    tx_framing_at = framing_at;
     tx_len = 0;
     for (const char *p = hex; p[0] && p[1] && tx_len < (int)sizeof tx_buf; p += 2) {
         int h = hexval(p[0]), l = hexval(p[1]);
@@ -312,6 +367,7 @@ static void cmd_tx(const char *hex, double maxms)
     rx_framing = 0;
     for (int k = 0; k < n_nodes; k++) {
         wire[k].log_len = 0;
+        wire[k].bytes_at_tx = wire[k].bytes;
     }
     trace_n = 0;
     rx_last_stop = 0;
@@ -339,13 +395,20 @@ static void cmd_tx(const char *hex, double maxms)
             break;
         }
     }
+    int tx_len_sent = tx_len;
     tx_len = 0;
     printf("RX ");
     for (int i = 0; i < rx_len; i++) {
         printf("%02x", rx_buf[i]);
     }
     uint64_t end = rx_len ? rx_last_stop : tx_end;
-    printf("%s %.9f %d\n", rx_len ? "" : "-", (double)(end - tx_start) / freq, rx_framing);
+    printf("%s %.9f %d %d", rx_len ? "" : "-", (double)(end - tx_start) / freq, rx_framing, tx_len_sent);
+    for (int k = 0; k < n_nodes; k++) {
+        if (active[k]) {
+            printf(",%u", wire[k].bytes - wire[k].bytes_at_tx);
+        }
+    }
+    printf("\n");
     fflush(stdout);
 }
 
@@ -418,14 +481,29 @@ int main(int argc, char **argv)
             set_temp_mv(i, (uint32_t)(x + 0.5));
             printf("OK\n");
         } else if (!strcmp(cmd, "RESET") && sscanf(line, "%*s %d", &i) == 1 && i >= 0 && i < n_nodes) {
-            reset_node(i);
-            printf("OK\n");
+            char how[8] = "por";
+            sscanf(line, "%*s %*d %7s", how);
+            int cause = !strcmp(how, "por") ? CAUSE_POR
+                        : !strcmp(how, "ext") ? CAUSE_EXT
+                        : !strcmp(how, "bor") ? CAUSE_BOR
+                        : !strcmp(how, "wdt") ? CAUSE_WDT
+                                               : -1;
+            if (cause < 0) {
+                printf("ERR reset cause must be por, ext, bor or wdt\n");
+            } else {
+                reset_node(i, cause);
+                printf("OK\n");
+            }
         } else if (!strcmp(cmd, "REMOVE") && sscanf(line, "%*s %d", &i) == 1 && i >= 0 && i < n_nodes) {
             active[i] = 0;
             printf("OK\n");
         } else if (!strcmp(cmd, "INSERT") && sscanf(line, "%*s %d", &i) == 1 && i >= 0 && i < n_nodes) {
             active[i] = 1;
-            reset_node(i);
+            reset_node(i, CAUSE_POR); /* a node put (back) into the ring is powered up afresh */
+            printf("OK\n");
+        } else if (!strcmp(cmd, "PINS") && sscanf(line, "%*s %15s", arg) == 1 &&
+                   (!strcmp(arg, "irq") || !strcmp(arg, "auto"))) {
+            fast_pins = !strcmp(arg, "auto");
             printf("OK\n");
         } else if (!strcmp(cmd, "BREAK") && sscanf(line, "%*s %d", &i) == 1) {
             broken = i;
@@ -434,7 +512,9 @@ int main(int argc, char **argv)
             run_cycles((uint64_t)(x * 1e-3 * freq));
             printf("OK\n");
         } else if (!strcmp(cmd, "TX") && sscanf(line, "%*s %8199s %lf", arg, &y) == 2) {
-            cmd_tx(arg, y);
+            int fe = -1;
+            sscanf(line, "%*s %*s %*f %d", &fe);
+            cmd_tx(arg, y, fe);
         } else if (!strcmp(cmd, "WIRES")) {
             printf("WIRES %d\n", n_nodes);
             for (int k = 0; k < n_nodes; k++) {
@@ -458,8 +538,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(cmd, "STATS")) {
             printf("STATS %d\n", n_nodes);
             for (int k = 0; k < n_nodes; k++) {
-                printf("%d %llu %llu %u\n", k, (unsigned long long)core[k]->cycle,
-                       (unsigned long long)sleep_cycles[k], wire[k].bytes);
+                printf("%d %llu %llu %u %u %d\n", k, (unsigned long long)run_cycles_of[k],
+                       (unsigned long long)sleep_cycles[k], wire[k].bytes, wire[k].framing, active[k]);
             }
         } else {
             printf("ERR bad command: %s", line);

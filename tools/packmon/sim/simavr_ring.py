@@ -14,6 +14,17 @@ from pathlib import Path
 
 from .model_ring import Exchange
 
+RESET_CAUSES = {"power": "por", "external": "ext", "brownout": "bor", "watchdog": "wdt"}
+
+
+@dataclass
+class SimExchange(Exchange):
+    """An Exchange with what the harness saw on the wires: per_hop_bytes[0] is what the hub sent,
+    per_hop_bytes[k] what node k transmitted (as ModelRing fills it); framing_errors counts the
+    bytes the hub received with a low stop bit."""
+
+    framing_errors: int = 0
+
 ROOT = Path(__file__).resolve().parents[3]
 FW_DIR = ROOT / "node_fw"
 HARNESS_DIR = ROOT / "tools" / "simavr"
@@ -21,13 +32,30 @@ ELF = FW_DIR / "build" / "sim-8000000" / "node.elf"
 HARNESS = HARNESS_DIR / "build" / "ring_harness"
 
 
+INSTALL = "apt-get install gcc-avr binutils-avr avr-libc simavr libsimavr-dev libelf-dev make gcc"
+
+
+def _has_lib(name: str) -> bool:
+    import ctypes.util
+
+    if ctypes.util.find_library(name):
+        return True
+    return any(Path(d).glob(f"lib{name}.so*") for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib",
+                                                          "/usr/lib/aarch64-linux-gnu", "/usr/local/lib"))
+
+
 def available() -> tuple[bool, str]:
-    """Whether this machine can run the simavr ring, and if not, why."""
-    for tool, pkg in (("avr-gcc", "gcc-avr"), ("make", "make"), ("cc", "gcc")):
+    """Whether this machine can build and run the simavr ring, and if not, why (for pytest skips)."""
+    for tool, pkg in (("avr-gcc", "gcc-avr"), ("avr-objcopy", "binutils-avr"), ("make", "make"), ("cc", "gcc")):
         if not shutil.which(tool):
-            return False, f"{tool} not found (apt-get install {pkg})"
+            return False, f"{tool} not found ({pkg}; {INSTALL})"
+    if not (Path("/usr/lib/avr/include/avr/io.h").exists() or Path("/usr/avr/include/avr/io.h").exists()):
+        return False, f"avr-libc headers not found ({INSTALL})"
     if not Path("/usr/include/simavr/sim_avr.h").exists():
-        return False, "simavr headers not found (apt-get install libsimavr-dev simavr libelf-dev)"
+        return False, f"simavr headers not found (libsimavr-dev; {INSTALL})"
+    for lib, pkg in (("simavr", "libsimavr-dev"), ("elf", "libelf-dev")):
+        if not _has_lib(lib):
+            return False, f"lib{lib} not found ({pkg}; {INSTALL})"
     return True, ""
 
 
@@ -68,13 +96,34 @@ def expected_temp(temp_dc: int, offset: int = 0) -> int:
 
 @dataclass
 class NodeStats:
+    """One node's counters (since the harness started; subtract two snapshots for an interval).
+
+    cycles: CPU cycles simulated while the node was in the ring; sleep_cycles: those spent in
+    SLEEP_MODE_IDLE (simavr's cpu_Sleeping); bytes_out: bytes decoded on its TX wire;
+    framing_out: those of them with a low stop bit."""
+
     cycles: int
     sleep_cycles: int
     bytes_out: int
+    framing_out: int = 0
+    active: bool = True
+
+    @property
+    def awake_cycles(self) -> int:
+        return self.cycles - self.sleep_cycles
 
     @property
     def idle_fraction(self) -> float:
         return self.sleep_cycles / self.cycles if self.cycles else 0.0
+
+    @property
+    def cycles_per_byte(self) -> float:
+        """Awake cycles per forwarded byte (includes the idle-time overhead of the interval)."""
+        return self.awake_cycles / self.bytes_out if self.bytes_out else float("inf")
+
+    def __sub__(self, other: NodeStats) -> NodeStats:
+        return NodeStats(self.cycles - other.cycles, self.sleep_cycles - other.sleep_cycles,
+                         self.bytes_out - other.bytes_out, self.framing_out - other.framing_out, self.active)
 
 
 class SimavrRing:
@@ -154,8 +203,11 @@ class SimavrRing:
     def set_pack(self, i: int, mv: int | None = None, temp: int | None = None) -> None:
         self._set(self._active[i], mv, temp)
 
-    def reset_node(self, i: int) -> None:
-        self._cmd(f"RESET {self._active[i]}")
+    def reset_node(self, i: int, cause: str = "power") -> None:
+        """Node i restarts with MCUSR telling `cause`: power, external, brownout or watchdog."""
+        if cause not in RESET_CAUSES:
+            raise ValueError(f"reset cause must be one of {sorted(RESET_CAUSES)}")
+        self._cmd(f"RESET {self._active[i]} {RESET_CAUSES[cause]}")
         self._cmd("RUN 100")
 
     def remove_node(self, i: int) -> None:
@@ -171,6 +223,13 @@ class SimavrRing:
         self._cmd(f"INSERT {phys}")
         self._cmd("RUN 100")
 
+    def pin_mode(self, mode: str) -> None:
+        """"auto" (default): RX levels are written into PINB while the firmware listens for no edge on
+        PB2 (2-3x faster while frames stream); "irq": always through simavr's pin IRQ."""
+        if mode not in ("auto", "irq"):
+            raise ValueError("pin mode is 'auto' or 'irq'")
+        self._cmd(f"PINS {mode}")
+
     def run(self, ms: float) -> None:
         self._cmd(f"RUN {ms}")
 
@@ -184,22 +243,33 @@ class SimavrRing:
                     out[k] ^= 1 << b
         return bytes(out)
 
-    def exchange(self, tx: bytes) -> Exchange:
+    def exchange(self, tx: bytes, framing_error_at: int | None = None) -> SimExchange:
+        """Send tx from the hub (byte framing_error_at, if given, with a low stop bit) and collect what
+        comes back once the line into the hub has been quiet for 30 byte times."""
         tx = self._noisy(tx)
         max_ms = (len(tx) + 4 * self._total) * 10 * 1000 / self.baud + 100
-        reply = self._cmd(f"TX {tx.hex() or '00'} {max_ms:.1f}")
-        _, hexdata, seconds, _framing = reply.split()
+        fe = "" if framing_error_at is None else f" {int(framing_error_at)}"
+        reply = self._cmd(f"TX {tx.hex() or '00'} {max_ms:.1f}{fe}")
+        fields = reply.split()
+        if fields[0] != "RX" or len(fields) < 5:
+            raise RuntimeError(f"harness: unexpected reply {reply!r}")
+        _, hexdata, seconds, framing, hops = fields[:5]
         rx = b"" if hexdata == "-" else bytes.fromhex(hexdata)
-        return Exchange(self._noisy(rx), float(seconds))
+        return SimExchange(self._noisy(rx), float(seconds), [int(h) for h in hops.split(",")], int(framing))
 
     def stats(self) -> list[NodeStats]:
         head = self._cmd("STATS")
         count = int(head.split()[1])
         out = []
         for _ in range(count):
-            _, cycles, sleep, nbytes = self._readline().split()
-            out.append(NodeStats(int(cycles), int(sleep), int(nbytes)))
+            _, cycles, sleep, nbytes, framing, active = self._readline().split()
+            out.append(NodeStats(int(cycles), int(sleep), int(nbytes), int(framing), active == "1"))
         return out
+
+    def node_stats(self) -> list[NodeStats]:
+        """stats() in ring order (the nodes wired in now), like the engine's other indices."""
+        s = self.stats()
+        return [s[p] for p in self._active]
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -225,4 +295,4 @@ class SimavrRing:
             pass
 
 
-__all__ = ["SimavrRing", "available", "build", "expected_mv", "expected_temp"]
+__all__ = ["NodeStats", "SimExchange", "SimavrRing", "available", "build", "expected_mv", "expected_temp"]
