@@ -1,0 +1,160 @@
+"""`packmon deploy`: install the hub on an ESP32 with mpremote and follow its output until it reports
+that it is online (MQTT connected).
+
+The config is validated first with the hub's own validator (hub/config.py). Every mpremote command line
+is shown before it runs; the plan is built by pure functions (tests check the exact argv)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import EXIT_FAIL, EXIT_PORT, ROOT, ToolError, display_path, need_tool, run_shown, shown
+
+HUB = ROOT / "hub"
+# a running hub feeds a hardware watchdog that a soft reset does not stop: with mpremote holding the REPL
+# nobody feeds it, and the board would reset in the middle of the copy. So main.py is renamed first and
+# the board hard-reset: it comes back without the hub (the old main.py stays as main.py.off).
+PARK = 'import os; "main.py" in os.listdir() and os.rename("main.py", "main.py.off")'
+MKDIRS = 'import os; [os.mkdir(d) for d in ("hub", "lib") if d not in os.listdir()]'
+UMQTT_PROBE = "import umqtt.simple"
+ONLINE = "mqtt: connected"
+BOARD_BAUD = 115200
+
+
+@dataclass
+class Step:
+    argv: list[str]
+    why: str
+
+
+def mp(port: str, *args: str) -> list[str]:
+    return ["mpremote", "connect", port, *args]
+
+
+def vendored_umqtt(hub_dir: Path) -> Path | None:
+    d = hub_dir / "lib" / "umqtt"
+    return d if (d / "simple.py").exists() else None
+
+
+def hub_files(hub_dir: Path) -> list[str]:
+    return [display_path(p) for p in sorted(hub_dir.glob("*.py"))]
+
+
+def park_steps(port: str) -> list[Step]:
+    return [Step(mp(port, "exec", PARK), "stop the hub that may be running (keep its main.py as main.py.off)"),
+            Step(mp(port, "reset"), "hard reset: the board comes back without the hub and its watchdog")]
+
+
+def umqtt_probe(port: str) -> list[str]:
+    return mp(port, "exec", UMQTT_PROBE)
+
+
+def install_steps(port: str, config: str, hub_dir: Path = HUB, have_umqtt: bool = False) -> list[Step]:
+    """Everything after the park: directories, umqtt.simple, the hub, the config, boot.py, main.py (last, so a
+    deploy cut short never starts a half-copied hub), reset."""
+    steps = [Step(mp(port, "exec", MKDIRS), "make :hub and :lib")]
+    vendored = vendored_umqtt(hub_dir)
+    if vendored:
+        steps.append(Step(mp(port, "fs", "cp", "-r", display_path(vendored), ":lib/"),
+                          "umqtt.simple, vendored in hub/lib"))
+    elif not have_umqtt:
+        steps.append(Step(mp(port, "mip", "install", "umqtt.simple"), "umqtt.simple from micropython-lib"))
+    steps += [
+        Step(mp(port, "fs", "cp", *hub_files(hub_dir), ":hub/"), "the hub package"),
+        Step(mp(port, "fs", "cp", display_path(config), ":config.json"), "the config"),
+        Step(mp(port, "fs", "cp", display_path(hub_dir / "board" / "boot.py"), ":boot.py"), "boot.py"),
+        Step(mp(port, "fs", "cp", display_path(hub_dir / "board" / "main.py"), ":main.py"), "main.py"),
+        Step(mp(port, "reset"), "start the hub"),
+    ]
+    return steps
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("deploy", help="install the hub on an ESP32 with mpremote", description=__doc__)
+    p.add_argument("--port", "-p", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--config", "-c", default=display_path(HUB / "config.json"),
+                   help="the hub config to install (default hub/config.json)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait for the hub to report it is online (default 60)")
+    p.add_argument("--no-follow", dest="follow", action="store_false", help="do not wait for the hub to come online")
+    p.add_argument("--dry-run", action="store_true", help="show the commands without running them")
+    p.add_argument("--boot-wait", type=float, default=3.0, help=argparse.SUPPRESS)  # seconds after the park reset
+    p.add_argument("--hub-dir", default=str(HUB), help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def validate_config(path: str) -> dict:
+    from hub import config as hub_config
+
+    try:
+        return hub_config.load(path)
+    except hub_config.ConfigError as e:
+        lines = "\n".join("  - " + p for p in e.problems)
+        raise ToolError(f"refusing to deploy {path}: {len(e.problems)} problem"
+                        f"{'s' if len(e.problems) != 1 else ''}\n{lines}", EXIT_FAIL) from e
+
+
+def run(args: argparse.Namespace) -> int:
+    hub_dir = Path(args.hub_dir)
+    cfg = validate_config(args.config)
+    print(f"{args.config}: OK (bank {cfg['bank']}, broker {cfg['mqtt']['host']}:{cfg['mqtt']['port']})")
+    if args.dry_run:
+        for s in park_steps(args.port):
+            print(f"$ {shown(s.argv)}    # {s.why}")
+        if not vendored_umqtt(hub_dir):
+            print(f"$ {shown(umqtt_probe(args.port))}    # is umqtt.simple on the board?")
+        for s in install_steps(args.port, args.config, hub_dir, have_umqtt=False):
+            print(f"$ {shown(s.argv)}    # {s.why}")
+        return 0
+    need_tool("mpremote", "pip install mpremote")
+    if args.port.startswith("/dev/") and not os.path.exists(args.port):
+        raise ToolError(f"{args.port} does not exist — is the board plugged in? `ls /dev/ttyUSB* /dev/ttyACM*`",
+                        EXIT_PORT)
+    for s in park_steps(args.port):
+        run_shown(s.argv)
+    time.sleep(args.boot_wait)
+    have = False
+    if not vendored_umqtt(hub_dir):
+        have = run_shown(umqtt_probe(args.port), check=False, capture=True).returncode == 0
+        print("umqtt.simple is on the board" if have else "umqtt.simple is missing: installing it with mip")
+    for s in install_steps(args.port, args.config, hub_dir, have):
+        run_shown(s.argv)
+    if not args.follow:
+        return 0
+    return follow(args.port, args.timeout)
+
+
+def follow(port: str, timeout: float, out=print) -> int:
+    """Read the board's console until the hub reports MQTT connected; fail on a config error or timeout."""
+    from .serialport import open_serial
+
+    out(f"following the board's output on {port} (up to {timeout:.0f} s)...")
+    ser = open_serial(port, baud=BOARD_BAUD, timeout=0.2, exclusive=False, quiet_lines=True)
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    buf = b""
+    try:
+        while time.monotonic() < deadline:
+            buf += ser.read(256)
+            while b"\n" in buf:
+                raw, buf = buf.split(b"\n", 1)
+                line = raw.decode(errors="replace").strip()
+                if not line:
+                    continue
+                seen.append(line)
+                out("  board| " + line)
+                if ONLINE in line:
+                    out("the hub is online")
+                    return 0
+                if "invalid config" in line:
+                    raise ToolError("the board refuses its config (see above); fix it and deploy again")
+    finally:
+        ser.close()
+    hint = ("check Wi-Fi (wifi.ssid/password) and the broker address (mqtt.host/port); the lines above show what "
+            "the hub tried") if seen else ("the board printed nothing: is this the hub's port, and did the reset "
+                                           "work? `mpremote connect PORT repl` shows its console")
+    raise ToolError(f"the hub did not report '{ONLINE}' within {timeout:.0f} s: {hint}")
