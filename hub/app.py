@@ -21,6 +21,7 @@ except ImportError:  # CPython
 
 
 _FAILS_BEFORE_ENUMERATE = const(3)
+_RETRY = (codec.ERR_BAD_CRC, codec.ERR_RING_FAULT, codec.ERR_MISMATCH, codec.ERR_TRUNCATED)
 _ENUM_BACKOFF_MAX_MS = const(30000)
 
 
@@ -91,7 +92,14 @@ class Hub:
     def _scan(self, now):
         n = self.bank.n
         try:
-            nodes = self.ring.scan(n)
+            try:
+                nodes = self.ring.scan(n)
+            except RingError as e:
+                # a frame hit by noise: one immediate retry (counted like any failure) costs one scan
+                # time, far less than waiting a whole interval with no fresh data
+                if e.code not in _RETRY:
+                    raise
+                nodes = self.ring.scan(n)
         except RingError as e:
             self.fail_streak += 1
             if e.fault:
@@ -102,7 +110,7 @@ class Hub:
             if self.fail_streak == _FAILS_BEFORE_ENUMERATE:
                 self._error(now, "ring: %d scans in a row failed, last: %s" % (self.fail_streak, e))
             return False
-        self.bank.update(self.ring.rx, nodes, now)
+        self.bank.update(self.ring.rx, nodes, now, self.ring.sent)
         self.fail_streak = 0
         self.last_good = now
         self.scan_time = now

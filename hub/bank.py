@@ -32,6 +32,7 @@ class Bank:
         self.bad_raw = bytearray(m)  # the node's own counter, mod 256
         self.bad = [0] * m  # bad frames the node reported since the hub started
         self.scans_raw = bytearray(m)
+        self.sent_at = [0] * m  # the ring's frame count when the last record of the pack arrived
         self.resets = [0] * m
         self.scans = 0  # good scans
         self.last_scan = 0  # ticks_ms of the last good scan
@@ -59,8 +60,10 @@ class Bank:
             self.have[i] = 0  # packs beyond the ring's end are gone: never report them again
         self.n = n
 
-    def update(self, buf, nodes, now):
-        """Take the records of a good SCAN answer (in buf) as fresh readings taken at now."""
+    def update(self, buf, nodes, now, sent=0):
+        """Take the records of a good SCAN answer (in buf) as fresh readings taken at now. sent is the
+        ring's count of frames sent so far (ring.sent): a node delivers at most one record per frame,
+        so a scans counter that moved further than that (or not at all) means the node restarted."""
         if nodes > self.max_packs:
             nodes = self.max_packs
         o = codec.HEADER_SIZE
@@ -69,11 +72,20 @@ class Bank:
             scans = buf[o + 7]
             bad = buf[o + 6]
             if self.have[i]:
-                self.bad[i] += (bad - self.bad_raw[i]) & 0xFF
-                if flags & _RESET_FLAGS and scans <= self.scans_raw[i]:
+                gap = sent - self.sent_at[i]
+                moved = (scans - self.scans_raw[i]) & 0xFF
+                if (flags & _RESET_FLAGS and scans <= self.scans_raw[i]) or (
+                    0 < gap < 256 and (moved == 0 or moved > gap)
+                ):
+                    # restarted: its latched reset flag may have been lost with a frame corrupted
+                    # downstream of it (protocol.md 3.1), and its bad counter started again from 0
                     self.resets[i] += 1
+                    self.bad[i] += bad
+                else:
+                    self.bad[i] += (bad - self.bad_raw[i]) & 0xFF
             elif flags & _RESET_FLAGS and self.ever_scanned:
                 self.resets[i] += 1
+            self.sent_at[i] = sent
             self.bad_raw[i] = bad
             self.scans_raw[i] = scans
             self.flags[i] = flags

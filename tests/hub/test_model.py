@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from packmon.sim.model_ring import ModelRing, SimUart
+import pytest
+from packmon.sim.model_ring import Exchange, ModelRing, SimUart
 
 from hub import codec, config
 from hub.alarms import COMMS, DELTA_HIGH, PACK_HIGH, PACK_LOW, TEMP_HIGH, Alarms
 from hub.bank import Bank
-from hub.ring import Ring
+from hub.ring import Ring, RingError
 
 CFG = config.validate({"mqtt": {"host": "h"}, "stale_after_s": 10, "scan_interval_s": 1,
                        "alarms": {"pack_low_v": 3.0, "pack_high_v": 4.15, "delta_high_v": 0.1,
@@ -30,7 +31,7 @@ def setup(n: int, mv: list[int], temp: list[int]):
 
 def scan(ring: Ring, bank: Bank, now: int) -> None:
     nodes = ring.scan(bank.n)
-    bank.update(ring.rx, nodes, now)
+    bank.update(ring.rx, nodes, now, ring.sent)
     bank.compute(now, td)
 
 
@@ -75,6 +76,34 @@ def test_error_counters_and_reset_detection() -> None:
     assert bank.resets[0] == 1 and bank.resets[1] == 0
     scan(ring, bank, 5)
     assert bank.resets[0] == 1
+
+
+def test_reset_is_counted_even_when_its_flagged_record_is_lost_downstream() -> None:
+    eng, ring, bank = setup(4, [3300] * 4, [250] * 4)
+    for t in range(3):
+        scan(ring, bank, t)
+    eng.nodes[1].s.bad = 7  # bad frames it counted before it restarts
+    scan(ring, bank, 3)
+    assert bank.bad[1] == 7
+    eng.reset_node(1)
+    real = eng.exchange
+
+    def corrupt_after_the_last_node(tx: bytes) -> Exchange:
+        ex = real(tx)
+        return Exchange(ex.rx[:10] + bytes([ex.rx[10] ^ 0x40]) + ex.rx[11:], ex.seconds, ex.per_hop_bytes)
+
+    eng.exchange = corrupt_after_the_last_node  # type: ignore[method-assign]
+    with pytest.raises(RingError):
+        ring.scan(4)  # node 2 delivered its RESET-flagged record (and cleared the flag); the hub lost it
+    eng.exchange = real  # type: ignore[method-assign]
+    ring.scan(4)  # a good scan the bank does not see: nodes' counters move on
+    scan(ring, bank, 4)
+    assert bank.flags[1] & 0x1C == 0  # no flag left to see ...
+    assert bank.resets == [1 if i == 1 else 0 for i in range(64)]  # ... but its scans counter went back
+    assert bank.bad[1] == 7  # restarted from 0: no 256-wrap jump
+    for t in range(5, 300):  # hundreds of good scans (the counter wraps) count no false restart
+        scan(ring, bank, t)
+    assert sum(bank.resets) == 1
 
 
 def test_alarms_have_hysteresis_and_report_changes_only() -> None:
