@@ -16,6 +16,7 @@ DEFAULTS = {
         "client_id": "",  # "" means packmon-<bank>
         "keepalive_s": 60,
         "timeout_s": 5,
+        "acl_check": True,  # after connecting, publish a test message and read it back (see publisher)
         "tls": {"enabled": False, "ca": "", "cert": "", "key": "", "server_hostname": "", "insecure": False},
     },
     "uart": {"id": 2, "tx": 17, "rx": 16, "baud": 9600},
@@ -128,8 +129,9 @@ def validate(raw, need_wifi=True):
     _str(cfg, "mqtt.user", problems)
     _str(cfg, "mqtt.password", problems)
     _str(cfg, "mqtt.client_id", problems)
-    _num(cfg, "mqtt.keepalive_s", 0, 65535, problems, True)
+    keepalive = _num(cfg, "mqtt.keepalive_s", 0, 65535, problems, True)
     _num(cfg, "mqtt.timeout_s", 1, 60, problems)
+    _bool(cfg, "mqtt.acl_check", problems)
     tls = cfg["mqtt"]["tls"]
     for k in ("enabled", "insecure"):
         _bool(cfg, "mqtt.tls." + k, problems)
@@ -147,6 +149,9 @@ def validate(raw, need_wifi=True):
     _num(cfg, "uart.rx", 0, 39, problems, True)
     _num(cfg, "uart.baud", 1200, 115200, problems, True)
     interval = _num(cfg, "scan_interval_s", 0.1, 3600, problems)
+    if interval is not None and keepalive is not None and 0 < keepalive <= interval:
+        # the hub only talks to the broker once a cycle: a shorter keepalive gets it disconnected
+        problems.append("mqtt.keepalive_s: %r must be 0 or longer than scan_interval_s (%r)" % (keepalive, interval))
     stale = _num(cfg, "stale_after_s", 1, 86400, problems)
     if interval is not None and stale is not None and stale < 2 * interval:
         problems.append("stale_after_s: %r must be at least twice scan_interval_s (%r)" % (stale, interval))
@@ -178,6 +183,8 @@ def validate(raw, need_wifi=True):
         cfg["topic_prefix"] = "packmonitor/" + cfg["bank"]
     if not cfg["mqtt"]["client_id"]:
         cfg["mqtt"]["client_id"] = "packmon-" + cfg["bank"]
+    if not cfg["mqtt"]["tls"]["server_hostname"]:
+        cfg["mqtt"]["tls"]["server_hostname"] = cfg["mqtt"]["host"]  # the name the certificate must carry
     return cfg
 
 

@@ -195,17 +195,7 @@ class HostPort(Port):
 
     def ssl_wrap(self, sock, tls):
         if sys.implementation.name == "micropython":
-            import ssl
-
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            if tls["insecure"]:
-                ctx.verify_mode = ssl.CERT_NONE
-            else:
-                ctx.verify_mode = ssl.CERT_REQUIRED
-                ctx.load_verify_locations(cafile=tls["ca"])
-            if tls["cert"]:
-                ctx.load_cert_chain(tls["cert"], tls["key"])
-            return ctx.wrap_socket(sock, server_hostname=tls["server_hostname"] or None)
+            return mpy_tls_wrap(sock, tls)
         import ssl
 
         ctx = ssl.create_default_context(cafile=tls["ca"] or None)
@@ -220,6 +210,39 @@ class HostPort(Port):
 
     def reset(self):
         self.resets += 1
+
+
+def der(path):
+    """The first certificate or key in a PEM or DER file, as DER: MicroPython's mbedTLS binding takes
+    DER bytes (a PEM file gives "invalid cert"), while users have PEM files from openssl or their CA."""
+    with open(path, "rb") as f:
+        data = f.read()
+    start = data.find(b"-----BEGIN")
+    if start < 0:
+        return data
+    import binascii
+
+    body = data.find(b"\n", start) + 1
+    end = data.find(b"-----END", body)
+    if body <= 0 or end < 0:
+        raise ValueError("%s: a PEM block without its END line" % path)
+    return binascii.a2b_base64(data[body:end])
+
+
+def mpy_tls_wrap(sock, tls):
+    """TLS client socket over sock with MicroPython's ssl module (mbedTLS on the ESP32 and the unix
+    port): certificate and server name checked unless tls["insecure"]."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls["insecure"]:
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=der(tls["ca"]))
+    if tls["cert"]:
+        ctx.load_cert_chain(der(tls["cert"]), der(tls["key"]))
+    return ctx.wrap_socket(sock, server_hostname=tls["server_hostname"])
 
 
 class SocketUart:
@@ -317,17 +340,7 @@ class BoardPort(Port):
         return self._wlan is not None and self._wlan.isconnected()
 
     def ssl_wrap(self, sock, tls):
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if tls["insecure"]:
-            ctx.verify_mode = ssl.CERT_NONE
-        else:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.load_verify_locations(cafile=tls["ca"])
-        if tls["cert"]:
-            ctx.load_cert_chain(tls["cert"], tls["key"])
-        return ctx.wrap_socket(sock, server_hostname=tls["server_hostname"] or self._cfg["mqtt"]["host"])
+        return mpy_tls_wrap(sock, tls)
 
     def reset(self):
         import machine

@@ -149,6 +149,7 @@ class Publisher:
         self.published = 0
         self.failures = 0
         self.connects = 0
+        self.refusals = 0  # connections on which the broker would not carry our test message (ACL)
         self.last_error = ""
         self.topic = _Buf(160)
         self.msg = _Buf(512)
@@ -189,6 +190,13 @@ class Publisher:
         try:
             self.client = self._make_client()
             self.client.connect()
+            if self.m["acl_check"]:
+                why = self._check_acl()
+                if why:
+                    self.refusals += 1
+                    self._drop()
+                    self._failed(now, why)
+                    return False
             self.connected = True
             self.just_connected = True
             self.connects += 1
@@ -203,6 +211,47 @@ class Publisher:
             self._drop()
             self._failed(now, "connect to %s:%d failed: %s" % (self.m["host"], self.m["port"], _why(e)))
             return False
+
+    def _check_acl(self):
+        """MQTT 3.1.1 gives a client no way to learn that the broker dropped a PUBLISH it was not allowed
+        to make: the broker acknowledges it (or, at QoS 0, says nothing) and throws it away. So before the
+        hub calls itself connected it proves that it can publish: it subscribes to <prefix>/check (and the
+        discovery prefix's equivalent when discovery is on), publishes a fresh token there and waits up
+        to mqtt.timeout_s to read it back. Returns "" or what failed, in words for the log."""
+        c = self.client
+        got = []
+        c.set_callback(lambda topic, msg: got.append(msg))
+        topics = [self.prefix + b"/check"]
+        if self.cfg["discovery"]["enabled"]:
+            topics.append(("%s/sensor/packmon_%s/check" % (self.cfg["discovery"]["prefix"], self.cfg["bank"])).encode())
+        token = b"%d:%d" % (self.connects, self.port.clock.ticks_ms())
+        timeout = self.m["timeout_s"]
+        for topic in topics:
+            try:
+                c.subscribe(topic)
+            except Exception as e:
+                if type(e).__name__ == "MQTTException":  # SUBACK 0x80: subscription refused
+                    return ("the broker will not let this user read %s, so the hub cannot check that its "
+                            "messages arrive: allow readwrite on it in the broker's ACL, or set "
+                            "mqtt.acl_check to false" % topic.decode())
+                raise
+            del got[:]
+            c.publish(topic, token)
+            for _ in range(8):  # only our own test messages can arrive: they are all we subscribed to
+                _settimeout(c.sock, timeout)  # wait_msg() leaves the socket blocking without a timeout
+                try:
+                    c.wait_msg()
+                except OSError:  # timed out: nothing more is coming
+                    break
+                if token in got:
+                    break
+            if token not in got:
+                return ("the broker accepted the connection but dropped our test message to %s: this user "
+                        "may not publish there (or not read it back); check the broker's ACL: the hub needs "
+                        "readwrite access to %s/#, or set mqtt.acl_check to false"
+                        % (topic.decode(), topic.decode().rsplit("/", 1)[0]))
+        _settimeout(c.sock, timeout)
+        return ""
 
     def _failed(self, now, why):
         self.failures += 1
@@ -463,15 +512,40 @@ def _ticks_add(a, b):
         return a + b
 
 
+def _settimeout(sock, t):
+    try:
+        sock.settimeout(t)
+    except (AttributeError, OSError):  # a TLS socket without settimeout keeps the one under it
+        pass
+
+
+# mbedTLS error codes that MicroPython raises as OSError(code) during a TLS handshake
+_TLS_ERRORS = {
+    -0x2700: "TLS: the broker's certificate does not verify against mqtt.tls.ca, or does not carry the "
+             "name in mqtt.tls.server_hostname",
+    -0x7780: "TLS: the broker ended the handshake with an alert (does it want a client certificate?)",
+    -0x7200: "TLS: the broker's reply is not TLS (is mqtt.port its TLS listener?)",
+}
+
+
 def _why(e):
-    s = str(e)
+    s = " ".join(str(e).split())  # mbedTLS messages come wrapped in newlines
     name = type(e).__name__
     if name == "MQTTException":
         codes = {1: "protocol version refused", 2: "client id refused", 3: "broker unavailable",
-                 4: "bad user name or password", 5: "not authorised"}
+                 4: "bad user name or password",
+                 5: "not authorised (check mqtt.user and mqtt.password)"}
         try:
             code = e.args[0]
         except (AttributeError, IndexError):
             code = 0
         return "broker refused: %s (code %s)" % (codes.get(code, "unknown"), code)
+    if name == "SSLCertVerificationError":
+        return "TLS: the broker's certificate was refused (%s); check mqtt.tls.ca and mqtt.tls.server_hostname" % (
+            getattr(e, "verify_message", "") or s)
+    if name == "ValueError" and "certificate" in s:  # MicroPython: mbedTLS verification failures
+        return "TLS: %s; check mqtt.tls.ca and mqtt.tls.server_hostname" % s
+    code = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else 0
+    if code in _TLS_ERRORS:
+        return "%s (mbedTLS %d)" % (_TLS_ERRORS[code], code)
     return "%s: %s" % (name, s) if s else name

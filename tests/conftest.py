@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -25,15 +26,19 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    def __init__(self, tmp: Path, extra: str = "") -> None:
+    def __init__(self, tmp: Path, extra: str = "", anonymous: bool = True) -> None:
         self.port = free_port()
         self.tmp = tmp
         self.extra = extra
+        self.anonymous = anonymous
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
         conf = self.tmp / f"mosquitto-{self.port}.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{self.extra}")
+        # as root, mosquitto would drop to the `mosquitto` user, which cannot read pytest's tmp folder
+        user = "user root\n" if os.geteuid() == 0 else ""
+        conf.write_text(f"{user}listener {self.port} 127.0.0.1\n"
+                        f"allow_anonymous {'true' if self.anonymous else 'false'}\n{self.extra}")
         self.log = open(self.tmp / f"mosquitto-{self.port}.log", "wb")
         self.proc = subprocess.Popen([self.binary(), "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10

@@ -148,8 +148,9 @@ def run(scans: int, seed: int = 1, ber: float = 1e-4) -> Result:
     t0 = truth(0)
     eng = ModelRing(PACKS, mv=[m for m, _ in t0], temp=[t for _, t in t0], ber=ber / (PACKS + 1), seed=seed)
     broker = FakeBroker()
-    cfg = config.validate({"mqtt": {"host": "broker.invalid"}, "scan_interval_s": INTERVAL_S, "stale_after_s": 2,
-                           "alarms": {"comms_after_s": 2, "delta_high_v": 2.0}}, need_wifi=False)
+    # acl_check off: the fake broker does not echo (tests/hub/test_mqtt_security.py tests the check)
+    cfg = config.validate({"mqtt": {"host": "broker.invalid", "acl_check": False}, "scan_interval_s": INTERVAL_S,
+                           "stale_after_s": 2, "alarms": {"comms_after_s": 2, "delta_high_v": 2.0}}, need_wifi=False)
     port = HostPort(SimUart(eng), clock=clock, log=lambda level, msg: None)
     hub = Hub(cfg, port)
     hub.publisher._make_client = lambda: FakeClient(broker)  # type: ignore[method-assign]

@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model: pure-Python nodes; simavr: the real firmware image in simavr")
     p.add_argument("--scenario", choices=SCENARIOS, default="fixed")
     p.add_argument("--broker", metavar="URL",
-                   help="mqtt://host:port of a broker to publish to (default: start one on 127.0.0.1)")
+                   help="mqtt://host:port (or mqtts:// for TLS) of a broker to publish to "
+                        "(default: start one on 127.0.0.1)")
+    p.add_argument("--mqtt-config", metavar="FILE", type=Path,
+                   help="a hub config file (JSON): its bank and mqtt section (user, password, TLS CA, "
+                        "client certificate) are used, so no secret goes on the command line")
     p.add_argument("--bank", default="bank1", help="bank name: topics are packmonitor/<bank>/... (default bank1)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between scans (default 1)")
     p.add_argument("--scans", type=int, default=0, help="stop after this many scans (default: until Ctrl-C)")
@@ -37,10 +41,79 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_broker(url: str) -> tuple[str, int]:
+    host, port, _ = parse_broker_url(url)
+    return host, port
+
+
+def parse_broker_url(url: str) -> tuple[str, int, bool]:
+    """mqtt://host[:port] or mqtts://host[:port] -> (host, port, tls)."""
     u = urlparse(url if "://" in url else "mqtt://" + url)
-    if u.scheme not in ("mqtt", "tcp") or not u.hostname:
-        raise SystemExit(f"packmon demo: --broker {url!r}: expected mqtt://host:port")
-    return u.hostname, u.port or 1883
+    if u.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not u.hostname:
+        raise SystemExit(f"packmon demo: --broker {url!r}: expected mqtt://host:port or mqtts://host:port")
+    if u.username or u.password:
+        raise SystemExit("packmon demo: put the user and password in a file given with --mqtt-config, "
+                         "not in --broker (command lines end up in shell history and `ps`)")
+    tls = u.scheme in ("mqtts", "ssl")
+    return u.hostname, u.port or (8883 if tls else 1883), tls
+
+
+def demo_raw_config(args: argparse.Namespace, host: str, port: int, tls: bool = False) -> dict:
+    """The hub config (before validation) of a demo run: the simulated bank's settings, with the MQTT
+    section (and bank name) of --mqtt-config when given."""
+    mqtt: dict = {"host": host, "port": port, "timeout_s": 2}
+    bank = args.bank
+    if getattr(args, "mqtt_config", None):
+        try:
+            user_cfg = hub_config.load(str(args.mqtt_config), need_wifi=False)
+        except hub_config.ConfigError as e:
+            raise SystemExit(f"packmon demo: --mqtt-config {args.mqtt_config}: " + "; ".join(e.problems)) from None
+        mqtt = dict(user_cfg["mqtt"])
+        mqtt.pop("client_id", None)  # derived from the bank again
+        if getattr(args, "broker", None):
+            mqtt["host"], mqtt["port"] = host, port
+        bank = user_cfg["bank"]
+    if tls:
+        mqtt["tls"] = {**mqtt.get("tls", {}), "enabled": True}
+    interval = args.interval
+    return {
+        "bank": bank,
+        "mqtt": mqtt,
+        "scan_interval_s": interval,
+        "stale_after_s": max(3.0, 3 * interval),
+        "max_packs": 64,
+        "alarms": {"comms_after_s": max(2, int(3 * interval))},
+    }
+
+
+def open_broker(args: argparse.Namespace):
+    """The demo's validated hub config, the embedded broker it started (or None) and the broker's URL."""
+    broker = None
+    host, port, tls = "", 0, False
+    if args.broker:
+        host, port, tls = parse_broker_url(args.broker)
+    elif not args.mqtt_config:
+        from .broker import EmbeddedBroker
+
+        broker = EmbeddedBroker().start()
+        host, port = "127.0.0.1", broker.port
+    try:
+        cfg = hub_config_for(args, host, port, tls)
+    except SystemExit:
+        if broker:
+            broker.stop()
+        raise
+    m = cfg["mqtt"]
+    return cfg, broker, f"{'mqtts' if m['tls']['enabled'] else 'mqtt'}://{m['host']}:{m['port']}"
+
+
+def watch_command(cfg: dict) -> str:
+    m = cfg["mqtt"]
+    cmd = f"mosquitto_sub -h {m['host']} -p {m['port']}"
+    if m["tls"]["enabled"]:
+        cmd += f" --cafile {m['tls']['ca']}" if m["tls"]["ca"] else " --insecure"
+    if m["user"]:
+        cmd += f" -u {m['user']} -P '<password>'"
+    return cmd + f" -t '{cfg['topic_prefix']}/#' -v"
 
 
 def make_engine(kind: str, packs: int, scenario: Scenario):
@@ -57,18 +130,11 @@ def make_engine(kind: str, packs: int, scenario: Scenario):
     return ModelRing(packs, mv=mv, temp=temp)
 
 
-def hub_config_for(host: str, port: int, bank: str, interval: float, packs: int) -> dict:
-    return hub_config.validate(
-        {
-            "bank": bank,
-            "mqtt": {"host": host, "port": port, "timeout_s": 2},
-            "scan_interval_s": interval,
-            "stale_after_s": max(3.0, 3 * interval),
-            "max_packs": max(packs, 1),
-            "alarms": {"comms_after_s": max(2, int(3 * interval))},
-        },
-        need_wifi=False,
-    )
+def hub_config_for(args: argparse.Namespace, host: str, port: int, tls: bool = False) -> dict:
+    try:
+        return hub_config.validate(demo_raw_config(args, host, port, tls), need_wifi=False)
+    except hub_config.ConfigError as e:
+        raise SystemExit("packmon demo: " + "; ".join(e.problems)) from None
 
 
 def make_hub(cfg: dict, uart, logs: list[str]):
@@ -138,22 +204,13 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit("packmon demo: --hub micropython is not available in this version") from None
         return mpy_hub.run_demo(args)
     scenario = Scenario(args.scenario, args.packs)
-    broker = None
-    if args.broker:
-        host, port = parse_broker(args.broker)
-    else:
-        from .broker import EmbeddedBroker
-
-        broker = EmbeddedBroker().start()
-        host, port = "127.0.0.1", broker.port
-    url = f"mqtt://{host}:{port}"
-    engine = make_engine(args.engine, args.packs, scenario)
     logs: list[str] = []
-    cfg = hub_config_for(host, port, args.bank, args.interval, args.packs)
+    cfg, broker, url = open_broker(args)
+    engine = make_engine(args.engine, args.packs, scenario)
     hub = make_hub(cfg, SimUart(engine), logs)
     tty = sys.stdout.isatty() and not args.no_table
     print(f"MQTT broker: {url}{' (embedded)' if broker else ''}")
-    print(f"watch it:    mosquitto_sub -h {host} -p {port} -t '{cfg['topic_prefix']}/#' -v")
+    print(f"watch it:    {watch_command(cfg)}")
     print("Ctrl-C stops.\n")
     step = 0
     try:

@@ -110,7 +110,7 @@ class MpyHub:
 
 def run_demo(args) -> int:  # noqa: ANN001 (argparse.Namespace from demo.py)
     """`packmon demo --hub micropython`."""
-    from .demo import make_engine, parse_broker
+    from .demo import make_engine, open_broker, watch_command
     from .sim.scenarios import Scenario
 
     ok, why = available()
@@ -118,22 +118,14 @@ def run_demo(args) -> int:  # noqa: ANN001 (argparse.Namespace from demo.py)
         print(f"packmon demo: --hub micropython is not available: {why}", file=sys.stderr)
         return 1
     scenario = Scenario(args.scenario, args.packs)
-    broker = None
-    if args.broker:
-        host, port = parse_broker(args.broker)
-    else:
-        from .broker import EmbeddedBroker
-
-        broker = EmbeddedBroker().start()
-        host, port = "127.0.0.1", broker.port
+    cfg, broker, url = open_broker(args)
     engine = make_engine(args.engine, args.packs, scenario)
-    cfg = {"bank": args.bank, "mqtt": {"host": host, "port": port, "timeout_s": 2},
-           "scan_interval_s": args.interval, "stale_after_s": max(3.0, 3 * args.interval), "max_packs": 64,
-           "alarms": {"comms_after_s": max(2, int(3 * args.interval))}}
-    print(f"MQTT broker: mqtt://{host}:{port}{' (embedded)' if broker else ''}")
-    print(f"watch it:    mosquitto_sub -h {host} -p {port} -t 'packmonitor/{args.bank}/#' -v")
-    print("hub: MicroPython unix port, heap 100k, hub modules precompiled with mpy-cross. Ctrl-C stops.\n")
-    hub = MpyHub(engine, cfg, cycles=args.scans)
+    print(f"MQTT broker: {url}{' (embedded)' if broker else ''}")
+    print(f"watch it:    {watch_command(cfg)}")
+    # the unix port's mbedTLS takes its buffers from the GC heap (on the ESP32 they come from ESP-IDF's heap)
+    heap = "256k" if cfg["mqtt"]["tls"]["enabled"] else "100k"
+    print(f"hub: MicroPython unix port, heap {heap}, hub modules precompiled with mpy-cross. Ctrl-C stops.\n")
+    hub = MpyHub(engine, cfg, heap=heap, cycles=args.scans)
     step = 0
     shown = 0
     try:
