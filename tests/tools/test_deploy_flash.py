@@ -25,6 +25,9 @@ FAKE = """#!{python}
 import json, os, sys
 with open(os.environ["FAKE_LOG"], "a") as f:
     f.write(json.dumps([os.path.basename(sys.argv[0])] + sys.argv[1:]) + "\\n")
+if sys.argv[-1:] == [":config.json"]:  # keep what would land on the board as /config.json
+    with open(sys.argv[-2]) as src, open(os.environ["FAKE_LOG"] + ".config", "w") as dst:
+        dst.write(src.read())
 if os.path.basename(sys.argv[0]) == "make":
     print("node image (hw, F_CPU=8000000): flash: 3646 / 6144 bytes, RAM: 137 / 256 bytes")
 if sys.argv[1:] and sys.argv[-1] == "import umqtt.simple":
@@ -137,6 +140,45 @@ def test_deploy_installs_umqtt_only_if_missing(fakes, board, config, run, tmp_pa
     assert not any("-r" in c for c in calls)
     assert ("umqtt.simple is missing: installing it with mip" in r.out) is mip
     assert calls[-1] == mp(p, "reset")
+
+
+def test_deploy_copies_tls_files_and_points_the_config_at_them(fakes, board, config, run, tmp_path) -> None:
+    (tmp_path / "certs").mkdir()
+    for name in ("ca.crt", "hub.crt", "hub.key"):
+        (tmp_path / "certs" / name).write_text("-----BEGIN X-----\n-----END X-----\n")
+    raw = json.loads(config.read_text())
+    raw["mqtt"].update(port=8883, user="hub", password="s3cret-pw",
+                       tls={"enabled": True, "ca": "certs/ca.crt", "cert": "certs/hub.crt",
+                            "key": str(tmp_path / "certs" / "hub.key")})
+    config.write_text(json.dumps(raw))
+    board.say("[info] mqtt: connected to 192.168.1.10:8883")
+    r = run("deploy", "--port", board.port, "--config", str(config), "--boot-wait", "0", "--timeout", "10")
+    assert r.rc == 0, r.err
+    p = board.port
+    calls = fakes()
+    assert calls[2] == mp(p, "exec", 'import os; [os.mkdir(d) for d in ("hub", "lib", "certs") if d not in '
+                                     'os.listdir()]')
+    for name in ("ca.crt", "hub.crt", "hub.key"):
+        assert mp(p, "fs", "cp", str(tmp_path / "certs" / name), f":/certs/{name}") in calls
+    cfg_call = [c for c in calls if c[-1] == ":config.json"][0]
+    assert calls.index(cfg_call) > calls.index(mp(p, "fs", "cp", str(tmp_path / "certs" / "ca.crt"),
+                                                  ":/certs/ca.crt"))
+    on_board = json.loads(Path(str(tmp_path / "argv.log") + ".config").read_text())
+    assert on_board["mqtt"]["tls"] == {"enabled": True, "ca": "/certs/ca.crt", "cert": "/certs/hub.crt",
+                                       "key": "/certs/hub.key"}
+    assert on_board["mqtt"]["password"] == "s3cret-pw"  # the board needs it ...
+    assert "s3cret-pw" not in r.out + r.err  # ... the terminal does not show it
+    assert not Path(cfg_call[-2]).exists()  # the temporary board config is gone
+    assert "with TLS" in r.out
+
+
+def test_deploy_refuses_a_missing_tls_file(fakes, config, run) -> None:
+    raw = json.loads(config.read_text())
+    raw["mqtt"]["tls"] = {"enabled": True, "ca": "nowhere/ca.crt"}
+    config.write_text(json.dumps(raw))
+    r = run("deploy", "--port", "/dev/ttyUSB9", "--config", str(config))
+    assert r.rc == 1 and "mqtt.tls.ca" in r.err and "nowhere/ca.crt" in r.err
+    assert fakes() == []
 
 
 def test_deploy_plan_is_pure() -> None:

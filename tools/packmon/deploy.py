@@ -7,7 +7,9 @@ is shown before it runs; the plan is built by pure functions (tests check the ex
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ HUB = ROOT / "hub"
 # the board hard-reset: it comes back without the hub (the old main.py stays as main.py.off).
 PARK = 'import os; "main.py" in os.listdir() and os.rename("main.py", "main.py.off")'
 MKDIRS = 'import os; [os.mkdir(d) for d in ("hub", "lib") if d not in os.listdir()]'
+MKDIRS_CERTS = 'import os; [os.mkdir(d) for d in ("hub", "lib", "certs") if d not in os.listdir()]'
 UMQTT_PROBE = "import umqtt.simple"
 ONLINE = "mqtt: connected"
 BOARD_BAUD = 115200
@@ -53,10 +56,53 @@ def umqtt_probe(port: str) -> list[str]:
     return mp(port, "exec", UMQTT_PROBE)
 
 
-def install_steps(port: str, config: str, hub_dir: Path = HUB, have_umqtt: bool = False) -> list[Step]:
-    """Everything after the park: directories, umqtt.simple, the hub, the config, boot.py, main.py (last, so a
-    deploy cut short never starts a half-copied hub), reset."""
-    steps = [Step(mp(port, "exec", MKDIRS), "make :hub and :lib")]
+@dataclass
+class BoardFile:
+    field: str  # the config field naming it, e.g. mqtt.tls.ca
+    local: Path
+    board: str  # absolute path on the board
+
+
+def tls_files(cfg: dict, config_path: str) -> list[BoardFile]:
+    """The TLS files (CA, client certificate and key) the config names, found on the PC (a relative path
+    is relative to the config file), with the path each gets on the board (/certs/<name>)."""
+    tls = cfg["mqtt"]["tls"]
+    out: list[BoardFile] = []
+    if not tls["enabled"]:
+        return out
+    base = Path(config_path).resolve().parent
+    for k in ("ca", "cert", "key"):
+        if not tls[k]:
+            continue
+        local = Path(tls[k]) if Path(tls[k]).is_absolute() else base / tls[k]
+        if not local.is_file():
+            raise ToolError(f"refusing to deploy {config_path}: mqtt.tls.{k}: {local} not found (a relative path "
+                            "is taken from the config file's folder)", EXIT_FAIL)
+        out.append(BoardFile(f"mqtt.tls.{k}", local, f"/certs/{local.name}"))
+    return out
+
+
+def board_config(config_path: str, files: list[BoardFile]) -> str:
+    """The config as the board gets it: the file's own JSON with TLS paths pointing at /certs/. Returns
+    config_path itself when nothing changes, else a temporary file (removed by the caller)."""
+    if not files:
+        return config_path
+    raw = json.loads(Path(config_path).read_text())
+    for f in files:
+        raw["mqtt"]["tls"][f.field.rsplit(".", 1)[1]] = f.board
+    fd, tmp = tempfile.mkstemp(prefix="packmon-config-", suffix=".json")
+    with os.fdopen(fd, "w") as out:
+        json.dump(raw, out, indent=2)
+    return tmp
+
+
+def install_steps(port: str, config: str, hub_dir: Path = HUB, have_umqtt: bool = False,
+                  files: list[BoardFile] | None = None) -> list[Step]:
+    """Everything after the park: directories, umqtt.simple, the hub, TLS files, the config, boot.py,
+    main.py (last, so a deploy cut short never starts a half-copied hub), reset."""
+    files = files or []
+    steps = [Step(mp(port, "exec", MKDIRS_CERTS), "make :hub, :lib and :certs") if files
+             else Step(mp(port, "exec", MKDIRS), "make :hub and :lib")]
     vendored = vendored_umqtt(hub_dir)
     if vendored:
         steps.append(Step(mp(port, "fs", "cp", "-r", display_path(vendored), ":lib/"),
@@ -65,6 +111,7 @@ def install_steps(port: str, config: str, hub_dir: Path = HUB, have_umqtt: bool 
         steps.append(Step(mp(port, "mip", "install", "umqtt.simple"), "umqtt.simple from micropython-lib"))
     steps += [
         Step(mp(port, "fs", "cp", *hub_files(hub_dir), ":hub/"), "the hub package"),
+        *(Step(mp(port, "fs", "cp", display_path(f.local), ":" + f.board), f"{f.field} (TLS)") for f in files),
         Step(mp(port, "fs", "cp", display_path(config), ":config.json"), "the config"),
         Step(mp(port, "fs", "cp", display_path(hub_dir / "board" / "boot.py"), ":boot.py"), "boot.py"),
         Step(mp(port, "fs", "cp", display_path(hub_dir / "board" / "main.py"), ":main.py"), "main.py"),
@@ -101,13 +148,24 @@ def validate_config(path: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     hub_dir = Path(args.hub_dir)
     cfg = validate_config(args.config)
-    print(f"{args.config}: OK (bank {cfg['bank']}, broker {cfg['mqtt']['host']}:{cfg['mqtt']['port']})")
+    files = tls_files(cfg, args.config)
+    print(f"{args.config}: OK (bank {cfg['bank']}, broker {cfg['mqtt']['host']}:{cfg['mqtt']['port']}"
+          f"{' with TLS' if cfg['mqtt']['tls']['enabled'] else ''})")
+    config = board_config(args.config, files)
+    try:
+        return _run(args, hub_dir, config, files)
+    finally:
+        if config != args.config:
+            os.unlink(config)
+
+
+def _run(args: argparse.Namespace, hub_dir: Path, config: str, files: list[BoardFile]) -> int:
     if args.dry_run:
         for s in park_steps(args.port):
             print(f"$ {shown(s.argv)}    # {s.why}")
         if not vendored_umqtt(hub_dir):
             print(f"$ {shown(umqtt_probe(args.port))}    # is umqtt.simple on the board?")
-        for s in install_steps(args.port, args.config, hub_dir, have_umqtt=False):
+        for s in install_steps(args.port, config, hub_dir, have_umqtt=False, files=files):
             print(f"$ {shown(s.argv)}    # {s.why}")
         return 0
     need_tool("mpremote", "pip install mpremote")
@@ -121,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     if not vendored_umqtt(hub_dir):
         have = run_shown(umqtt_probe(args.port), check=False, capture=True).returncode == 0
         print("umqtt.simple is on the board" if have else "umqtt.simple is missing: installing it with mip")
-    for s in install_steps(args.port, args.config, hub_dir, have):
+    for s in install_steps(args.port, config, hub_dir, have, files):
         run_shown(s.argv)
     if not args.follow:
         return 0
