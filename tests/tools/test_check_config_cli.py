@@ -55,6 +55,8 @@ def test_good_config_json_hides_secrets(tmp_path, run) -> None:
     ("alarms.pack_low_v", 4.2, "alarms.pack_low_v: 4.2 must be below alarms.pack_high_v"),
     ("log_level", "loud", "log_level: must be one of"),
     ("mqtt.tls.enabled", True, "mqtt.tls.ca: TLS needs a CA certificate"),
+    ("mqtt.tls", {"enabled": True, "ca": "certs/ca.crt"}, "certs/ca.crt not found"),
+    ("mqtt.keepalive_s", 3, "mqtt.keepalive_s: 3 must be 0 or longer than scan_interval_s (5)"),
     ("colour", "blue", "colour: unknown field"),
 ])
 def test_bad_field_is_named(tmp_path, run, field: str, value, message: str) -> None:

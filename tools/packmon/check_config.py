@@ -23,9 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def check(path: str, need_wifi: bool = True) -> tuple[dict | None, list[str]]:
     """(the full config, []) or (None, every problem as 'field: what is wrong')."""
     try:
-        return hub_config.load(path, need_wifi), []
+        cfg = hub_config.load(path, need_wifi)
     except hub_config.ConfigError as e:
         return None, list(e.problems)
+    # the TLS files must exist on the PC: `packmon deploy` copies them to the board
+    from .deploy import find_tls_files
+
+    _, problems = find_tls_files(cfg, path)
+    return (None, problems) if problems else (cfg, [])
 
 
 def run(args: argparse.Namespace) -> int:

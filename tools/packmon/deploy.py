@@ -66,20 +66,30 @@ class BoardFile:
 def tls_files(cfg: dict, config_path: str) -> list[BoardFile]:
     """The TLS files (CA, client certificate and key) the config names, found on the PC (a relative path
     is relative to the config file), with the path each gets on the board (/certs/<name>)."""
+    files, problems = find_tls_files(cfg, config_path)
+    if problems:
+        raise ToolError(f"refusing to deploy {config_path}: " + "; ".join(problems), EXIT_FAIL)
+    return files
+
+
+def find_tls_files(cfg: dict, config_path: str) -> tuple[list[BoardFile], list[str]]:
+    """tls_files() without raising: (the files found, a problem per file that is not there)."""
     tls = cfg["mqtt"]["tls"]
     out: list[BoardFile] = []
+    problems: list[str] = []
     if not tls["enabled"]:
-        return out
+        return out, problems
     base = Path(config_path).resolve().parent
     for k in ("ca", "cert", "key"):
         if not tls[k]:
             continue
         local = Path(tls[k]) if Path(tls[k]).is_absolute() else base / tls[k]
-        if not local.is_file():
-            raise ToolError(f"refusing to deploy {config_path}: mqtt.tls.{k}: {local} not found (a relative path "
-                            "is taken from the config file's folder)", EXIT_FAIL)
-        out.append(BoardFile(f"mqtt.tls.{k}", local, f"/certs/{local.name}"))
-    return out
+        if local.is_file():
+            out.append(BoardFile(f"mqtt.tls.{k}", local, f"/certs/{local.name}"))
+        else:
+            problems.append(f"mqtt.tls.{k}: {local} not found (a relative path is taken from the config "
+                            "file's folder)")
+    return out, problems
 
 
 def board_config(config_path: str, files: list[BoardFile]) -> str:
