@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from packmon.sim.clock import SimClock as FakeClock
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB_LIB = str(ROOT / "hub" / "lib")
@@ -120,23 +121,6 @@ def subscriber_factory():
         s.close()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100_000
-
-    def ticks_ms(self) -> int:
-        return self.t
-
-    def ticks_diff(self, a: int, b: int) -> int:
-        return a - b
-
-    def sleep_ms(self, ms: int) -> None:
-        self.t += ms
-
-    def advance(self, seconds: float) -> None:
-        self.t += int(seconds * 1000)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(100_000)

@@ -86,6 +86,21 @@ def hub_mqtt(port: int, pki: Pki, user: str = "hub", **tls) -> dict:
             "tls": {"enabled": True, "ca": str(pki.ca), **tls}}
 
 
+def spoil(mqtt: dict, case: str, pki: Pki) -> dict:
+    """The hub's mqtt section with one thing wrong: password, ca, server_name or plain_tcp."""
+    if case == "password":
+        mqtt["password"] = "guess"
+    elif case == "ca":
+        mqtt["tls"]["ca"] = str(pki.other_ca)
+    elif case == "server_name":
+        mqtt["tls"]["server_hostname"] = "nas.example"
+    elif case == "plain_tcp":
+        mqtt["tls"] = {"enabled": False}
+    else:
+        raise ValueError(case)
+    return mqtt
+
+
 class Reader:
     """A paho subscriber over TLS as the `reader` user."""
 

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from packmon.sim.clock import SimClock
 from packmon.sim.model_ring import ModelRing, SimUart
 
 from hub import codec
 from hub.ring import Ring, RingError
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0
-
-    def ticks_ms(self) -> int:
-        return self.t
-
-    def ticks_diff(self, a: int, b: int) -> int:
-        return a - b
-
-    def sleep_ms(self, ms: int) -> None:
-        self.t += ms
-
-
 def ring_of(n: int, **kw) -> tuple[ModelRing, Ring]:
     eng = ModelRing(n, mv=[3300 + 7 * i for i in range(n)], temp=[200 + i for i in range(n)], **kw)
-    return eng, Ring(SimUart(eng), clock=FakeClock())
+    return eng, Ring(SimUart(eng), clock=SimClock())
 
 
 @pytest.mark.parametrize("n", [1, 2, 16, 64])

@@ -23,22 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
+from packmon.sim.clock import SimClock  # noqa: E402
+
 from hub import codec  # noqa: E402
 from hub.ring import Ring, RingError  # noqa: E402
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 0
-
-    def ticks_ms(self) -> int:
-        return self.t
-
-    def ticks_diff(self, a: int, b: int) -> int:
-        return a - b
-
-    def sleep_ms(self, ms: int) -> None:
-        self.t += ms
 
 
 class _ScriptedUart:
@@ -111,7 +99,7 @@ def run(frames: int, seed: int = 1, max_packs: int = 16) -> FuzzResult:
     random.seed(seed)
     rng = random.Random(seed)
     uart = _ScriptedUart()
-    ring = Ring(uart, clock=_Clock(), max_nodes=max_packs)
+    ring = Ring(uart, clock=SimClock(), max_nodes=max_packs)
     res = FuzzResult()
     t0 = time.perf_counter()
     for _ in range(frames):

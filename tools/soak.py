@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools"), str(ROOT / "hub" / "lib")]
 
+from packmon.sim.clock import SimClock  # noqa: E402
 from packmon.sim.model_ring import ModelRing, SimUart  # noqa: E402
 
 from hub import config  # noqa: E402
@@ -35,20 +36,6 @@ install_cpython_shims()
 
 PACKS = 16
 INTERVAL_S = 1.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000
-
-    def ticks_ms(self) -> int:
-        return self.t
-
-    def ticks_diff(self, a: int, b: int) -> int:
-        return a - b
-
-    def sleep_ms(self, ms: int) -> None:
-        self.t += ms
 
 
 class FakeBroker:
@@ -144,7 +131,7 @@ def run(scans: int, seed: int = 1, ber: float = 1e-4) -> Result:
     """ber is the bit error rate of the ring as the hub sees it (a frame's bits cross N+1 hops, so each
     hop gets ber/(N+1))."""
     rng = random.Random(seed)
-    clock = Clock()
+    clock = SimClock(1_000_000)
     t0 = truth(0)
     eng = ModelRing(PACKS, mv=[m for m, _ in t0], temp=[t for _, t in t0], ber=ber / (PACKS + 1), seed=seed)
     broker = FakeBroker()

@@ -95,15 +95,7 @@ def test_server_name_can_be_set_apart_from_the_host(broker, reader, pki, clock) 
     ("plain_tcp", ""),
 ])
 def test_refusals_are_clear_and_counted(case: str, expect: str, broker, reader, pki, clock) -> None:
-    mqtt = sb.hub_mqtt(broker.port, pki)
-    if case == "password":
-        mqtt["password"] = "guess"
-    elif case == "ca":
-        mqtt["tls"]["ca"] = str(pki.other_ca)
-    elif case == "server_name":
-        mqtt["tls"]["server_hostname"] = "nas.example"
-    elif case == "plain_tcp":
-        mqtt["tls"] = {"enabled": False}
+    mqtt = sb.spoil(sb.hub_mqtt(broker.port, pki), case, pki)
     hub, logs = run_hub(mqtt, clock, cycles=3)
     p = hub.publisher
     assert not p.connected and p.failures >= 1 and p.published == 0

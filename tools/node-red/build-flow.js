@@ -145,6 +145,25 @@ const CHART_COMMON = {
   interpolation: 'linear',
 };
 
+// what the two history charts (pack voltages, temperatures) share: one line per topic, over time
+const LINE_CHART = {
+  order: 1,
+  chartType: 'line',
+  category: 'topic',
+  categoryType: 'msg',
+  xAxisType: 'time',
+  xAxisProperty: '',
+  xAxisPropertyType: 'timestamp',
+  yAxisProperty: 'payload',
+  yAxisPropertyType: 'msg',
+  ymin: '',
+  ymax: '',
+  action: 'append',
+  showLegend: true,
+  width: 0,
+  height: 6,
+};
+
 function buildFlow() {
   const lib = libSource();
   const g = (name, page, width, order) => ({
@@ -398,25 +417,11 @@ function buildFlow() {
         group: G_HIST,
         name: 'voltage history',
         label: 'Pack voltages, last hour (V)',
-        order: 1,
-        chartType: 'line',
-        category: 'topic',
-        categoryType: 'msg',
-        xAxisType: 'time',
-        xAxisProperty: '',
-        xAxisPropertyType: 'timestamp',
-        yAxisProperty: 'payload',
-        yAxisPropertyType: 'msg',
-        ymin: '',
-        ymax: '',
-        action: 'append',
-        showLegend: true,
-        width: 0,
-        height: 6,
         x: 990,
         y: 160,
         wires: [[]],
       },
+      LINE_CHART,
       CHART_COMMON
     ),
     Object.assign(
@@ -427,25 +432,11 @@ function buildFlow() {
         group: G_TEMP,
         name: 'temperature history',
         label: 'Temperatures, last hour (°C)',
-        order: 1,
-        chartType: 'line',
-        category: 'topic',
-        categoryType: 'msg',
-        xAxisType: 'time',
-        xAxisProperty: '',
-        xAxisPropertyType: 'timestamp',
-        yAxisProperty: 'payload',
-        yAxisPropertyType: 'msg',
-        ymin: '',
-        ymax: '',
-        action: 'append',
-        showLegend: true,
-        width: 0,
-        height: 6,
         x: 1000,
         y: 200,
         wires: [[]],
       },
+      LINE_CHART,
       CHART_COMMON
     ),
     {
