@@ -55,7 +55,8 @@ class ConfigError(Exception):
 def _merge(base, over, path, problems):
     out = {}
     for k in base:
-        out[k] = base[k]
+        # nested defaults are copied, never shared: validate() fills in derived values in place
+        out[k] = _merge(base[k], {}, "", problems) if isinstance(base[k], dict) else base[k]
     for k in over:
         where = path + k
         if k not in base:

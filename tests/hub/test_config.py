@@ -69,3 +69,13 @@ def test_redacted_hides_secrets() -> None:
     text = json.dumps(config.redacted(cfg))
     assert "wifi-secret" not in text and "mqtt-secret" not in text
     assert cfg["mqtt"]["password"] == "mqtt-secret"  # the original is untouched
+
+
+def test_validated_configs_share_nothing_with_the_defaults() -> None:
+    a = config.validate({"mqtt": {"host": "a.example"}}, need_wifi=False)
+    b = config.validate({"mqtt": {"host": "b.example"}}, need_wifi=False)
+    assert a["mqtt"]["tls"]["server_hostname"] == "a.example"
+    assert b["mqtt"]["tls"]["server_hostname"] == "b.example"
+    assert config.DEFAULTS["mqtt"]["tls"]["server_hostname"] == ""
+    a["alarms"]["pack_low_v"] = 1.0
+    assert config.DEFAULTS["alarms"]["pack_low_v"] == 3.0
