@@ -154,7 +154,10 @@ int main(void)
                 last_blink = time;
             }
         }
-        if (adc_poll(&sums)) {
+        /* Measurement steps only between frames: in a frame the TX has no slack (each byte leaves as
+         * the byte two behind it arrives), so the ~2300 cycles of use_measurement would delay the rest of
+         * the frame. A measurement under way waits, its last conversion in the ADC, until the frame ends. */
+        if (!in_frame && adc_poll(&sums)) {
             use_measurement(&sums);
         }
         settings_store_step();
@@ -173,7 +176,7 @@ int main(void)
          * ADC, or a start bit (which restarts the tick). */
         for (;;) {
             cli();
-            if (softuart_rx_pending() || adc_ready() ||
+            if (softuart_rx_pending() || (!in_frame && adc_ready()) ||
                 (uint16_t)(softuart_clock() - now) >= HOUSEKEEPING_UNITS) {
                 sei();
                 break;
