@@ -337,3 +337,201 @@ def test_fast_pin_path_changes_nothing_the_firmware_sees() -> None:
             out[mode] = (got, [(s.cycles, s.bytes_out) for s in st])
     assert out["irq"][0] == out["auto"][0]
     assert out["irq"][1] == out["auto"][1]
+
+
+# ---- low power: the UART tick stops while the ring is quiet (docs/node_fw.md "Sleep") -----------
+# Between frames a node's Timer0 drops from the 38.4 kHz UART tick to a ~8 ms clock overflow and RX's
+# pin-change interrupt waits for the next start bit. These tests pin down what must not change (the
+# first byte after a quiet spell, frame spacing, uptime, measurements, IDENTIFY) and that the node
+# really sleeps: the image with the always-running tick sleeps 32 % of the time on an idle line.
+
+IDLE_LINE_ASLEEP = 0.97  # measured 0.989 (one ~8 ms overflow and 5 measurements a second awake)
+BYTE_S = 10 / 9600
+
+
+def info_uptime(eng: simavr_ring.SimavrRing, seq: int) -> tuple[float, int]:
+    """INFO to node 1: (simulated second at which the node read its uptime, the uptime reported)."""
+    c0 = eng.node_stats()[0].cycles  # node 1 has been in the ring since the start: its cycles are the time
+    ex = eng.exchange(codec.encode(codec.CMD_INFO, seq & 0xFF, 1, 1))
+    assert codec.decode(ex.rx)["done"]
+    up = int.from_bytes(ex.rx[codec.slot(0) + 4: codec.slot(0) + 8], "little")
+    # the TX starts one 16-cycle quantum later; the node builds INFO once CNT (byte 4) has arrived
+    return (c0 + 16) / eng.f_cpu + 5 * BYTE_S, up
+
+
+def test_node_on_an_idle_line_sleeps_and_wakes_for_the_first_byte() -> None:
+    with simavr_ring.SimavrRing(2, mv=[3300, 3700], temp=[250, 300]) as eng:
+        ring = Ring(SimUart(eng))
+        assert ring.enumerate() == 2
+        before = eng.node_stats()
+        eng.run(2000)  # also: the watchdog (1 s) stays fed while the tick is stopped
+        quiet = [a - b for a, b in zip(eng.node_stats(), before, strict=True)]
+        for d in quiet:
+            assert d.idle_fraction > IDLE_LINE_ASLEEP, d.idle_fraction
+        # the first frame after the quiet spell: its first byte wakes the node and must not be lost
+        assert ring.scan(2) == 2
+        per_hop = (ring.uart.last.seconds - codec.frame_len(2) * BYTE_S) / 2 / BYTE_S
+        assert 2.9 < per_hop < 3.4, per_hop  # the same cut-through lag as with the tick running
+        recs = records(ring, 2)
+        assert [r[0] for r in recs] == [1, 2]
+        assert [r[2] for r in recs] == [simavr_ring.expected_mv(3300), simavr_ring.expected_mv(3700)]
+        assert not any(r[1] & codec.FLAG_RESET_WATCHDOG for r in recs)
+        assert ring.addressed(codec.CMD_INFO, 2)
+        assert ring.rx[codec.slot(0) + 2] == 0x01  # still the power-on start: no watchdog reset
+
+
+@pytest.mark.parametrize(("f_cpu", "busy"), [(8000000, False), (8000000, True), (16500000, False)],
+                         ids=["8MHz-idle", "8MHz-frames-every-50ms", "digispark-16.5MHz-idle"])
+def test_uptime_follows_simulated_time(f_cpu: int, busy: bool) -> None:
+    """INFO's uptime counts the simulated seconds whether the node sleeps between frames or switches
+    between its slow clock and the UART tick ~20 times a second (each switch adds the part of a
+    period that had passed). The second's length is bracketed by the INFO samples either side of the
+    first and the last second boundary seen."""
+    span = 20.0
+    with simavr_ring.SimavrRing(1, f_cpu=f_cpu) as eng:
+        eng.exchange(codec.encode(codec.CMD_ENUMERATE, 0, 0, 0))
+        samples = [info_uptime(eng, 0)]
+        while samples[-1][0] < span:
+            t = samples[-1][0]
+            if not busy and t % 1.0 < 0.85:
+                eng.run((0.9 - t % 1.0) * 1000)  # quiet most of each second, dense samples near its end
+            samples.append(info_uptime(eng, len(samples)))
+    for t, up in samples:
+        assert up == int(t) or abs(t - round(t)) < 0.06, (t, up)  # the node's seconds are the simulation's
+    edges = [(samples[i - 1][0], samples[i][0], samples[i][1]) for i in range(1, len(samples))
+             if samples[i][1] != samples[i - 1][1]]
+    (a0, b0, u0), (a1, b1, u1) = edges[0], edges[-1]
+    assert u1 - u0 >= span - 3
+    shortest, longest = (a1 - b0) / (u1 - u0), (b1 - a0) / (u1 - u0)
+    assert 0.99 < shortest <= 1.0 <= longest < 1.01, (shortest, longest)
+
+
+def test_back_to_back_frames_are_both_forwarded() -> None:
+    with simavr_ring.SimavrRing(3, mv=[3100, 3500, 3900]) as eng:
+        eng.exchange(codec.encode(codec.CMD_ENUMERATE, 0, 0, 0))
+        a, b = codec.encode(codec.CMD_SCAN, 1, 0, 3), codec.encode(codec.CMD_SCAN, 2, 0, 3)
+        ex = eng.exchange(a + b)
+        assert len(ex.rx) == len(a) + len(b) and ex.framing_errors == 0
+        first, second = codec.decode(ex.rx[: len(a)]), codec.decode(ex.rx[len(a):])
+        assert first["seq"] == 1 and second["seq"] == 2
+        assert [r["mv"] for r in second["records"]] == [simavr_ring.expected_mv(v) for v in (3100, 3500, 3900)]
+        assert [r["scans"] for r in second["records"]] == [1, 1, 1]
+
+
+def test_frames_spaced_across_the_switch_to_the_slow_clock() -> None:
+    """Two frames in one TX, the second one 0 to 60 bit times after the first, in quarter bits: around
+    40 bits the node stops its tick (its TX has just drained) and the second frame's SOF meets a node
+    that is about to, is just, or has been asleep for a while. Every second frame must come through.
+    (A finer sweep, 20-60 bits in 1/50 bit, about one lockstep quantum, passed too: docs/simavr.md.)"""
+    with simavr_ring.SimavrRing(2) as eng:
+        a, b = codec.encode(codec.CMD_ENUMERATE, 1, 0, 0), codec.encode(codec.CMD_ENUMERATE, 2, 0, 0)
+        failed = []
+        for q in range(0, 241):
+            ex = eng.exchange(a + b, gap=(len(a), q / 4))
+            ok = (len(ex.rx) == len(a) + len(b) and ex.framing_errors == 0
+                  and codec.decode(ex.rx[: len(a)])["nodes"] == 2 and codec.decode(ex.rx[len(a):])["nodes"] == 2)
+            if not ok:
+                failed.append((q / 4, ex.rx.hex()))
+        assert not failed, failed[:5]
+        assert [s.framing_out for s in eng.node_stats()] == [0, 0]
+
+
+def test_frame_after_an_abandoned_one_and_the_timeout_gap() -> None:
+    """The hub stops after 7 bytes of a SCAN; the next frame follows after 3 byte times of silence
+    (the frame timeout, docs/protocol.md section 4) or a little more: each node counts the abandoned frame as
+    bad once, goes back to hunting for SOF (and to sleep) and forwards the next frame whole."""
+    n = 2
+    with simavr_ring.SimavrRing(n) as eng:
+        ring = Ring(SimUart(eng))
+        assert ring.enumerate() == n
+        part, full = codec.encode(codec.CMD_SCAN, 5, 0, n)[:7], codec.encode(codec.CMD_SCAN, 6, 0, n)
+        gaps = [30 + q / 4 for q in range(0, 41)]
+        for g in gaps:
+            ex = eng.exchange(part + full, gap=(len(part), g))
+            assert codec.decode(ex.rx[-len(full):])["nodes"] == n, (g, ex.rx.hex())
+        ring.scan(n)
+        assert [codec.rec_bad(ring.rx, codec.slot(i)) for i in range(n)] == [len(gaps) % 256] * n
+
+
+def test_measurements_and_identify_go_on_while_the_ring_is_quiet() -> None:
+    with simavr_ring.SimavrRing(1, mv=3300) as eng:
+        ring = Ring(SimUart(eng))
+        assert ring.enumerate() == 1
+        ring.scan(1)
+        assert records(ring, 1)[0][2] == simavr_ring.expected_mv(3300)
+        eng.set_pack(0, mv=3900)  # the pack's voltage changes while no frame is on the ring ...
+        before = eng.node_stats()[0]
+        eng.run(450)  # ... and the node, asleep between clock overflows, measures it (5 times a second)
+        d = eng.node_stats()[0] - before
+        assert d.idle_fraction > IDLE_LINE_ASLEEP, d.idle_fraction
+        ring.scan(1)
+        assert records(ring, 1)[0][2] == simavr_ring.expected_mv(3900)
+
+        assert ring.addressed(codec.CMD_IDENTIFY, 1)
+        before = eng.node_stats()[0]
+        eng.run(2500)
+        mid = eng.node_stats()[0]
+        assert 19 <= (mid - before).led_edges <= 21  # 8 toggles a second, from the quiet node
+        assert (mid - before).idle_fraction > IDLE_LINE_ASLEEP
+        eng.run(3500)
+        assert (eng.node_stats()[0] - before).led_edges == 40  # 5 s of blinking, then off
+        eng.run(500)
+        assert (eng.node_stats()[0] - before).led_edges == 40
+
+
+@pytest.mark.parametrize("us", [3, 20, 60, 150, 400])
+def test_noise_on_a_quiet_line_wakes_the_node_but_costs_nothing(us: int) -> None:
+    """A low pulse on the idle line wakes a sleeping node: shorter than 2.5 ticks (65 us) it is not a
+    start bit, longer it is a byte that is not SOF; either way it is dropped without counting, the node
+    goes back to sleep, and the next frame is forwarded."""
+    with simavr_ring.SimavrRing(2) as eng:
+        ring = Ring(SimUart(eng))
+        assert ring.enumerate() == 2
+        eng.run(100)
+        eng.glitch(us)
+        before = eng.node_stats()
+        eng.run(300)
+        for a, b in zip(eng.node_stats(), before, strict=True):
+            d = a - b
+            assert d.bytes_out == 0 and d.idle_fraction > IDLE_LINE_ASLEEP, (us, d)
+        assert ring.scan(2) == 2
+        assert [codec.rec_bad(ring.rx, codec.slot(i)) for i in range(2)] == [0, 0]
+        assert not any(r[1] & codec.FLAG_RX_ERROR for r in records(ring, 2))
+
+
+def test_digispark_image_runs_the_ring() -> None:
+    """The 16.5 MHz build (all UART and clock constants from F_CPU) forwards, measures and sleeps in
+    simavr clocked at 16.5 MHz."""
+    with simavr_ring.SimavrRing(2, mv=[3300, 4000], f_cpu=16500000) as eng:
+        ring = Ring(SimUart(eng))
+        assert ring.enumerate() == 2
+        assert ring.scan(2) == 2
+        assert [r[2] for r in records(ring, 2)] == [simavr_ring.expected_mv(3300), simavr_ring.expected_mv(4000)]
+        per_hop = (ring.uart.last.seconds - codec.frame_len(2) * BYTE_S) / 2 / BYTE_S
+        assert 2.9 < per_hop < 3.4, per_hop
+        before = eng.node_stats()
+        eng.run(1000)
+        for a, b in zip(eng.node_stats(), before, strict=True):
+            assert (a - b).idle_fraction > IDLE_LINE_ASLEEP
+
+
+def test_forwarding_never_waits_for_a_measurement() -> None:
+    """300 scans at random moments (seeded: the simulation is deterministic), so frames start at all
+    phases of the 200 ms measurement cycle and of the ~8 ms slow clock. A measurement's arithmetic
+    takes ~2300 cycles (11 UART ticks); done in the middle of a frame it holds up a byte the TX is
+    waiting for (in the stream there is no slack), and the rest of the frame leaves ~0.3-0.4 byte times
+    late. Before measurements were confined to the gaps between frames that happened to 2 of these
+    300 scans (and to 9 % of frames with the always-running tick)."""
+    import random
+
+    rng = random.Random(7)
+    with simavr_ring.SimavrRing(1) as eng:
+        eng.exchange(codec.encode(codec.CMD_ENUMERATE, 0, 0, 0))
+        frame = codec.encode(codec.CMD_SCAN, 1, 0, 1)
+        lags = []
+        for _ in range(300):
+            eng.run(rng.uniform(0, 200))
+            ex = eng.exchange(frame)
+            assert codec.decode(ex.rx)["nodes"] == 1
+            lags.append((ex.seconds - len(frame) * BYTE_S) / BYTE_S)
+        assert max(lags) - min(lags) < 0.05, sorted(lags)[-5:]

@@ -3,6 +3,7 @@
 #include "settings.h"
 
 #ifdef __AVR__
+#include <avr/interrupt.h>
 #include <avr/io.h>
 #include <avr/pgmspace.h>
 #include "board.h"
@@ -92,10 +93,16 @@ static void begin_phase(uint8_t mux)
     ADCSRA |= (1 << ADSC);
 }
 
+/* The conversion-complete interrupt only wakes the CPU: with the UART tick stopped between frames
+ * nothing else would until the next ~8 ms clock overflow, and a measurement is 36 conversions. The
+ * main loop sees the finished conversion (adc_ready) and takes it in adc_poll. */
+EMPTY_INTERRUPT(ADC_vect);
+
 void adc_start(uint8_t sensor)
 {
     sensor_sel = sensor;
-    ADCSRA = (1 << ADEN) | ADC_PRESCALER_BITS; /* enabled only while measuring: saves ~0.3 mA */
+    /* enabled only while measuring: saves ~0.3 mA */
+    ADCSRA = (1 << ADEN) | (1 << ADIE) | ADC_PRESCALER_BITS;
     phase = 1;
     begin_phase(MUX_VBG_VS_VCC);
 }
@@ -105,9 +112,14 @@ uint8_t adc_busy(void)
     return phase != 0;
 }
 
+uint8_t adc_ready(void)
+{
+    return phase != 0 && !(ADCSRA & (1 << ADSC));
+}
+
 uint8_t adc_poll(adc_sums_t *out)
 {
-    if (phase == 0 || (ADCSRA & (1 << ADSC))) {
+    if (!adc_ready()) {
         return 0;
     }
     uint16_t v = ADC;

@@ -24,8 +24,9 @@ typedef struct {
     uint16_t vbg_sum;
     uint16_t temp_sum;
 } adc_sums_t;
-void adc_start(uint8_t sensor); /* begin one measurement cycle (non-blocking) */
+void adc_start(uint8_t sensor); /* begin one measurement cycle (non-blocking; its steps wake the CPU) */
 uint8_t adc_busy(void);
+uint8_t adc_ready(void); /* a conversion has finished: adc_poll() has work to do */
 uint8_t adc_poll(adc_sums_t *out); /* call often; 1 when a cycle has just completed */
 #endif
 

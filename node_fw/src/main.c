@@ -2,7 +2,9 @@
  *
  * The main loop, top to bottom: take received bytes through the protocol; abandon a frame that went
  * silent; between frames, measure, store settings, blink; keep time; sleep until the next interrupt.
- * All timing-critical work happens in the soft UART's interrupts. */
+ * All timing-critical work happens in the soft UART's interrupts. Between frames the UART tick is
+ * stopped (softuart_idle) and the CPU sleeps until the ~8 ms clock overflow, an ADC conversion or the
+ * next start bit. */
 #include <avr/interrupt.h>
 #include <avr/io.h>
 #include <avr/sleep.h>
@@ -14,10 +16,12 @@
 #include "settings.h"
 #include "softuart.h"
 
-#define MEASURE_EVERY ((uint16_t)(TICKS_PER_SECOND / 5UL)) /* 5 measurements a second */
-#define BLINK_EVERY ((uint16_t)(TICKS_PER_SECOND / 8UL))   /* LED toggles at 8 Hz: 4 blinks/s */
-#define IDENTIFY_TOGGLES 40                                     /* 5 seconds */
-#define HOUSEKEEPING_TICKS 32 /* 0.83 ms: ADC polling, timeouts, EEPROM, LED, uptime */
+/* Times in clock units (board.h: CLOCK_HZ a second). Between frames the loop runs once per clock
+ * overflow (~8 ms), so measurements and blinks are due at the first pass after their time; their
+ * schedules advance by whole periods so the rates stay exact on average. */
+#define MEASURE_EVERY ((uint32_t)(CLOCK_HZ / 5UL)) /* 5 measurements a second */
+#define BLINK_EVERY ((uint32_t)(CLOCK_HZ / 8UL))   /* LED toggles at 8 Hz: 4 blinks/s */
+#define IDENTIFY_TOGGLES 40                          /* 5 seconds */
 
 static node_t node;
 
@@ -86,15 +90,23 @@ int main(void)
     node.temp = TEMP_NONE;
 
     DDRB |= (1 << LED_PIN) | (1 << NTC_SUPPLY_PIN);
+    /* Idle current: the node sleeps most of the time, so switch off what it never uses. The analog
+     * comparator (on by default); Timer1 and the USI clocks; PB4's digital input buffer, which sits at
+     * mid-rail with a TMP36 or NTC on it (or floats without one) and then draws current. */
+    ACSR = (1 << ACD);
+    PRR = (1 << PRTIM1) | (1 << PRUSI);
+    DIDR0 = (1 << ADC2D);
     softuart_init();
     proto_reset();
     wdt_enable(WDTO_1S);
     set_sleep_mode(SLEEP_MODE_IDLE);
     sei();
 
-    uint16_t last = softuart_ticks();
-    uint16_t last_rx = last, last_measure = last - MEASURE_EVERY, last_blink = last;
-    uint16_t sub_second = 0;
+    uint16_t last = softuart_clock();
+    uint16_t last_rx = last;
+    uint32_t time = 0; /* clock units since start, wrapping (every 71 min at 8 MHz): differences only */
+    uint32_t last_measure = 0 - MEASURE_EVERY, last_blink = 0;
+    uint32_t sub_second = 0;
     uint8_t blinks = 0;
     adc_sums_t sums;
 
@@ -103,17 +115,33 @@ int main(void)
         uint8_t b = 0, fe = 0;
         while (softuart_get(&b, &fe)) {
             proto_rx(&node, b, fe);
-            last_rx = softuart_ticks();
+            last_rx = softuart_clock();
         }
-        uint16_t now = softuart_ticks();
+        /* The 16-bit clock wraps every 65536 units (>= 32 ms); this loop runs at least once per
+         * IDLE overflow (<= 8 ms), so extending it here never misses a wrap. */
+        uint16_t now = softuart_clock();
+        uint16_t step = (uint16_t)(now - last);
+        last = now;
+        time += step;
+        sub_second += step;
+        while (sub_second >= CLOCK_HZ) {
+            sub_second -= CLOCK_HZ;
+            node.uptime++;
+        }
 
-        if (proto_in_frame()) {
-            if ((uint16_t)(now - last_rx) > RX_TIMEOUT_TICKS) {
+        uint8_t in_frame = proto_in_frame();
+        if (in_frame) {
+            /* the tick runs throughout a frame (softuart_idle is not called), so the clock is fine-grained */
+            if ((uint16_t)(now - last_rx) > RX_TIMEOUT_UNITS) {
                 proto_timeout(&node);
+                in_frame = 0;
             }
         } else {
-            if (!adc_busy() && (uint16_t)(now - last_measure) >= MEASURE_EVERY) {
-                last_measure = now;
+            if (!adc_busy() && time - last_measure >= MEASURE_EVERY) {
+                last_measure += MEASURE_EVERY;
+                if (time - last_measure >= MEASURE_EVERY) {
+                    last_measure = time; /* fell behind (a long run of frames): no catching up */
+                }
                 adc_start(node.settings.sensor);
             }
             if (node.settings_written) {
@@ -123,34 +151,38 @@ int main(void)
             if (node.identify) {
                 node.identify = 0;
                 blinks = IDENTIFY_TOGGLES;
-                last_blink = now;
+                last_blink = time;
             }
         }
-        if (adc_poll(&sums)) {
+        /* Measurement steps only between frames: in a frame the TX has no slack (each byte leaves as
+         * the byte two behind it arrives), so the ~2300 cycles of use_measurement would delay the rest of
+         * the frame. A measurement under way waits, its last conversion in the ADC, until the frame ends. */
+        if (!in_frame && adc_poll(&sums)) {
             use_measurement(&sums);
         }
         settings_store_step();
-        if (blinks && (uint16_t)(now - last_blink) >= BLINK_EVERY) {
-            last_blink = now;
+        if (blinks && time - last_blink >= BLINK_EVERY) {
+            last_blink += BLINK_EVERY;
             PINB = (1 << LED_PIN); /* writing PINB toggles: atomic, unlike PORTB ^= (the TX interrupt writes PORTB) */
             if (--blinks == 0) {
                 PORTB &= (uint8_t)~(1 << LED_PIN);
             }
         }
-        sub_second += (uint16_t)(now - last);
-        last = now;
-        while (sub_second >= TICKS_PER_SECOND) {
-            sub_second -= TICKS_PER_SECOND;
-            node.uptime++;
-        }
 
-        /* Sleep until a byte has arrived or it is time for the housekeeping above. Every UART tick
-         * wakes the CPU, but only for this check, so the node sleeps most of the time. */
+        /* Sleep until a byte has arrived, an ADC conversion is done, or it is time for the
+         * housekeeping above. In TICK mode every tick wakes the CPU, but only for this check. Between
+         * frames the tick is stopped as soon as the UART has nothing left to do; then the CPU sleeps
+         * until the clock's overflow (which advances the clock by more than HOUSEKEEPING_UNITS), the
+         * ADC, or a start bit (which restarts the tick). */
         for (;;) {
             cli();
-            if (softuart_rx_pending() || (uint16_t)(softuart_ticks() - now) >= HOUSEKEEPING_TICKS) {
+            if (softuart_rx_pending() || (!in_frame && adc_ready()) ||
+                (uint16_t)(softuart_clock() - now) >= HOUSEKEEPING_UNITS) {
                 sei();
                 break;
+            }
+            if (!in_frame) {
+                softuart_idle();
             }
             sleep_enable();
             sei(); /* the instruction after sei runs before any interrupt: no lost wake-up */

@@ -1,12 +1,23 @@
-/* Full-duplex soft UART on one fixed tick (board.h): Timer0 in CTC mode interrupts at 4x the baud
- * rate. Each tick:
+/* Full-duplex soft UART on Timer0, which is also the node's clock (board.h).
+ *
+ * TICK mode: Timer0 in CTC mode interrupts at 4x the baud rate. Each tick:
  *   RX: while idle, look for the start bit's low level; once seen, sample 2 ticks later (the middle
  *       of the start bit, to reject a glitch) and then every 4 ticks: 8 data bits, then the stop bit.
  *   TX: every 4th tick drive the next bit of the byte being sent; take the next byte from the FIFO
  *       back to back.
  * The interrupt is short (a few dozen cycles of the 208 between ticks at 8 MHz), and nothing else
  * runs with interrupts disabled for more than a few instructions, so the tick is never late by more
- * than a small fraction of itself. */
+ * than a small fraction of itself.
+ *
+ * IDLE mode: when the main loop finds the ring quiet (no frame, nothing received, queued or being
+ * sent, RX high) it calls softuart_idle(): Timer0 switches to normal mode at F_CPU/256 and only its
+ * overflow interrupts (~8 ms), and RX's pin-change interrupt is armed. A start bit's falling edge
+ * wakes the CPU and switches back to TICK mode, the tick phase-aligned to the edge (WAKE_TCNT), so
+ * the first byte is received exactly as if the tick had been running.
+ *
+ * The clock counts units of 8 CPU cycles across both modes: TICK_COUNTS per tick, IDLE_TICK_UNITS per
+ * overflow, and at each switch the part of the period that had passed (read from TCNT0), so uptime
+ * does not depend on how often the ring is busy. */
 #include <avr/interrupt.h>
 #include <avr/io.h>
 
@@ -21,7 +32,45 @@ static volatile uint8_t rx_q[RX_QUEUE_SIZE], rx_fe[RX_QUEUE_SIZE];
 static volatile uint8_t rx_head, rx_tail;
 static uint8_t rx_shift, rx_bit, rx_phase, rx_active, rx_lost;
 
-static volatile uint16_t ticks;
+static volatile uint16_t clock_units;
+static volatile uint8_t idle; /* Timer0 is in IDLE mode and the pin-change interrupt is armed */
+
+/* TICK mode, the first tick TICK_COUNTS - tcnt counts from now (TCNT0 counts on from tcnt).
+ * Inlined: it runs in the pin-change interrupt, where a call would cost a dozen register saves. */
+static inline __attribute__((always_inline)) void tick_start(uint8_t tcnt)
+{
+    /* the timer first: after a wake-up these writes set the sample phase (WAKE_LATENCY_CYCLES) */
+    TCCR0A = (1 << WGM01); /* CTC: the counter restarts at OCR0A */
+    TCCR0B = (1 << CS01);  /* F_CPU/8 */
+    GTCCR = (1 << PSR0);   /* restart the prescaler: the first count comes a full 8 cycles from here */
+    TCNT0 = tcnt;          /* after the clock select: simavr 1.6 loses a TCNT0 written while stopped */
+    TIFR = (1 << OCF0A) | (1 << TOV0); /* OCF0A was set by compare matches in normal mode */
+    TIMSK = (uint8_t)((TIMSK & (uint8_t)~(1 << TOIE0)) | (1 << OCIE0A));
+    GIMSK &= (uint8_t)~(1 << PCIE); /* from here the tick samples RX */
+}
+
+/* IDLE -> TICK, TCNT0 starting at tcnt. Interrupts off. */
+static inline __attribute__((always_inline)) void leave_idle(uint8_t tcnt)
+{
+    /* Read how far into the IDLE period we are before touching the timer. An overflow that is
+     * flagged but not yet serviced (this interrupt outranks it) happened before TCNT0 was read if
+     * TCNT0 is still small; if TCNT0 is large the overflow came just after the read, and the read
+     * already counts (nearly) the whole period. */
+    uint8_t c = TCNT0;
+    uint8_t ovf = TIFR & (1 << TOV0);
+    tick_start(tcnt);
+    /* The count read is whole counts of IDLE_UNITS_PER_COUNT units: add half a count for the part
+     * of a count that had passed. TCNT0 restarts at tcnt, which the first tick will count as passed,
+     * so tcnt comes off here; but never below zero (a start bit in the first count of the IDLE
+     * period): the clock must not run backwards, the main loop takes differences of it. That case
+     * over-counts by at most tcnt - 16 units (3 us at 8 MHz, 8 us at 16.5 MHz). */
+    uint16_t add = (uint16_t)(c * IDLE_UNITS_PER_COUNT + IDLE_UNITS_PER_COUNT / 2);
+    if (ovf && c < 128) {
+        add += IDLE_TICK_UNITS;
+    }
+    clock_units += add > tcnt ? (uint16_t)(add - tcnt) : 0;
+    idle = 0;
+}
 
 void softuart_init(void)
 {
@@ -33,19 +82,16 @@ void softuart_init(void)
      * its harness drives, so the simulation build (make SIM=1) leaves it off. */
     PORTB |= (1 << RX_PIN);
 #endif
-    TCCR0A = (1 << WGM01); /* CTC: the counter restarts at OCR0A */
-    OCR0A = TICK_OCR;
-    TCNT0 = 0;
-    TCCR0B = (1 << CS01); /* F_CPU/8 */
-    TIFR = (1 << OCF0A);
-    TIMSK |= (1 << OCIE0A);
+    PCMSK = (1 << PCINT2); /* only RX; the interrupt itself is enabled in IDLE mode only (GIMSK) */
+    OCR0A = TICK_OCR;      /* never changes: in IDLE mode the compare interrupt is off */
+    tick_start(0);
 }
 
-uint16_t softuart_ticks(void)
+uint16_t softuart_clock(void)
 {
     uint8_t s = SREG;
     cli();
-    uint16_t t = ticks;
+    uint16_t t = clock_units;
     SREG = s;
     return t;
 }
@@ -58,12 +104,72 @@ uint8_t softuart_put(uint8_t b)
     }
     tx_fifo[tx_tail] = b;
     tx_tail = next; /* a single-byte store: the interrupt sees the byte only once it is written */
+    if (idle) {
+        /* Not reached by the protocol (it answers received bytes, so the tick runs), but a byte
+         * must never sit in the FIFO with the tick stopped. */
+        uint8_t s = SREG;
+        cli();
+        if (idle) {
+            leave_idle(0);
+        }
+        SREG = s;
+    }
     return 1;
 }
 
 uint8_t softuart_tx_idle(void)
 {
     return !tx_busy && tx_head == tx_tail;
+}
+
+uint8_t softuart_idle(void)
+{
+    if (idle) {
+        return 1;
+    }
+    if (rx_active || tx_busy || tx_head != tx_tail || rx_head != rx_tail) {
+        return 0;
+    }
+    /* Arm the pin-change interrupt, then look at the line: a start bit that began before the
+     * interrupt was armed shows as a low level (the tick keeps running and will see it); one that
+     * begins from here on sets the flag, and the interrupt runs as soon as interrupts are enabled. */
+    GIFR = (1 << PCIF);
+    GIMSK |= (1 << PCIE);
+    if (!(PINB & (1 << RX_PIN))) {
+        GIMSK &= (uint8_t)~(1 << PCIE);
+        return 0;
+    }
+    /* Units since the last tick; a tick flagged but not serviced (interrupts are off) with a small
+     * TCNT0 happened before the read: its RX sample and TX step have nothing to do (the line is
+     * high, nothing to send), only its time is counted. */
+    uint8_t c = TCNT0;
+    uint8_t due = TIFR & (1 << OCF0A);
+    TCCR0A = 0;       /* normal mode: TOV0 every 256 counts */
+    TCCR0B = IDLE_CS;
+    GTCCR = (1 << PSR0);
+    TCNT0 = 0;
+    TIFR = (1 << TOV0) | (1 << OCF0A);
+    TIMSK = (uint8_t)((TIMSK & (uint8_t)~(1 << OCIE0A)) | (1 << TOIE0));
+    clock_units += (uint16_t)(c + ((due && c < TICK_COUNTS / 2) ? TICK_COUNTS : 0));
+    idle = 1;
+    return 1;
+}
+
+/* IDLE mode: the slow clock. Its only other job is to wake the main loop. */
+ISR(TIM0_OVF_vect)
+{
+    clock_units += IDLE_TICK_UNITS;
+}
+
+/* IDLE mode: the RX line changed, almost certainly a start bit's falling edge. Back to TICK mode with
+ * the first tick about half a tick after the edge (board.h): the RX state machine then samples the
+ * start bit and every data bit as it always does. A glitch that is gone by then costs only the
+ * tick's running until the main loop stops it again. */
+ISR(PCINT0_vect)
+{
+    if (idle) {
+        leave_idle(WAKE_TCNT);
+    }
 }
 
 ISR(TIM0_COMPA_vect)
@@ -131,7 +237,7 @@ ISR(TIM0_COMPA_vect)
         tx_busy = 1;
         tx_phase = TICKS_PER_BIT - 1;
     }
-    ticks++;
+    clock_units += TICK_COUNTS;
 }
 
 uint8_t softuart_get(uint8_t *b, uint8_t *framing_error)

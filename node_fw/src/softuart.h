@@ -1,5 +1,6 @@
 /* Full-duplex bit-banged UART on the ring pins (the ATtiny85 has no UART; its USI is not used so
- * the same image runs in simavr, which has no USI model). 9600 8N1 on a 4x-baud Timer0 tick. */
+ * the same image runs in simavr, which has no USI model). 9600 8N1 on a 4x-baud Timer0 tick, which
+ * stops while the ring is quiet; Timer0 is also the node's clock (board.h). */
 #ifndef SOFTUART_H
 #define SOFTUART_H
 #include <stdint.h>
@@ -11,7 +12,11 @@ void softuart_init(void);
 uint8_t softuart_put(uint8_t b);                      /* 0 if the TX FIFO is full */
 uint8_t softuart_get(uint8_t *b, uint8_t *framing_error); /* 1 if a byte was waiting */
 uint8_t softuart_tx_idle(void);
-uint16_t softuart_ticks(void); /* UART ticks (4 per bit, TICKS_PER_SECOND a second), wrapping */
+uint16_t softuart_clock(void); /* CLOCK_HZ units a second in either mode; never runs backwards; wraps (board.h) */
 uint8_t softuart_rx_pending(void); /* call with interrupts off */
+/* Stop the tick if nothing is being received, queued or sent, and wait for the next start bit with
+ * the pin-change interrupt; the clock goes on at the IDLE rate. Call with interrupts off, only between
+ * frames (the frame timeout needs the tick). Returns 1 if the tick is (now) stopped. */
+uint8_t softuart_idle(void);
 
 #endif

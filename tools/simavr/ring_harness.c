@@ -15,15 +15,19 @@
  *                   into PINB while the firmware has neither INT0 nor PCINT2 enabled (see drive())
  *   BREAK 0|1       the ring is open (nothing reaches the hub) or closed
  *   RUN ms          let simulated time pass with an idle line
+ *   GAP pos bits    the next TX pauses (line idle high) for bits bit times before its byte pos (0-based),
+ *                   e.g. to space two frames sent in one TX exactly
+ *   GLITCH us       the hub's line goes low for us microseconds, then high again (noise on an idle line)
  *   TX hex maxms [k] send the bytes (byte k, 0-based, with a low stop bit: a framing error), run until the line has been quiet for 8 byte times after the
  *                   last byte (or maxms); answers "RX hex seconds framing_errors hops" where seconds
  *                   runs from the first start bit sent to the last stop bit received (or to the end of
  *                   TX), and hops lists the bytes on every wire of the ring during this TX: the hub's
  *                   TX, then each node's TX in ring order ("17,17,17"; removed nodes left out)
- *   STATS           "STATS n" then per node "i cycles sleep_cycles bytes_out framing_out active"
+ *   STATS           "STATS n" then per node "i cycles sleep_cycles bytes_out framing_out active led"
  *                   (cycles simulated while in the ring and those asleep (cpu_Sleeping), since the
  *                   harness started; bytes_out and framing_out
- *                   count the bytes decoded on the node's TX wire and those with a low stop bit)
+ *                   count the bytes decoded on the node's TX wire and those with a low stop bit;
+ *                   led counts the level changes of the node's LED pin, PB1)
  *   QUIT
  * Errors are answered "ERR text". */
 #include <stdint.h>
@@ -35,6 +39,9 @@
 #include <simavr/avr_adc.h>
 #include <simavr/sim_avr.h>
 #include <simavr/sim_elf.h>
+
+/* usage: ring_harness node.elf N [f_cpu]: f_cpu (Hz) overrides the ELF's clock (the firmware carries
+ * no .mmcu section, so without it the cores run at 8 MHz), e.g. 16500000 for the Digispark build. */
 
 #define MAX_NODES 64
 #define BAUD 9600
@@ -59,6 +66,7 @@ static int n_nodes;
 static uint64_t now;             /* global simulated time in cycles */
 static uint64_t run_cycles_of[MAX_NODES]; /* cycles simulated while in the ring (removed: not run) */
 static uint64_t sleep_cycles[MAX_NODES];
+static uint32_t led_edges[MAX_NODES]; /* level changes of PB1 (the LED) */
 static decoder_t wire[MAX_NODES]; /* node k's TX line */
 static avr_irq_t *rx_irq[MAX_NODES];
 static int broken;
@@ -82,6 +90,9 @@ static int tx_len;
 static uint64_t tx_start;
 static int hub_level = 1;
 static int tx_framing_at = -1; /* this byte of the TX is sent with a low stop bit (a framing error) */
+static int tx_gap_at = -1;      /* the TX pauses before this byte ... */
+static uint64_t tx_gap;         /* ... for this many cycles (GAP) */
+static int hub_hold_low;        /* GLITCH: the hub's line is held low */
 
 static int next_active(int k)
 {
@@ -185,6 +196,13 @@ static void dbg_pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
     }
 }
 
+static void led_changed(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq;
+    (void)value;
+    led_edges[(int)(intptr_t)param]++;
+}
+
 static void hub_edge_trace(int level)
 {
     if (trace_node == 0 && trace_n < 8192) {
@@ -235,10 +253,18 @@ static void decode_wires(void)
 
 static void hub_tx_update(void)
 {
-    int level = 1;
+    int level = !hub_hold_low;
     if (tx_len > 0 && now >= tx_start) {
         uint64_t t = (now - tx_start);
-        uint64_t byte = t / (10ULL * bit_cycles);
+        uint64_t gap_from = tx_gap_at >= 0 ? (uint64_t)tx_gap_at * 10 * bit_cycles : UINT64_MAX;
+        if (t >= gap_from) {
+            if (t < gap_from + tx_gap) {
+                t = UINT64_MAX; /* in the gap: idle */
+            } else {
+                t -= tx_gap;
+            }
+        }
+        uint64_t byte = t == UINT64_MAX ? UINT64_MAX : t / (10ULL * bit_cycles);
         if (byte < (uint64_t)tx_len) {
             int bit = (int)((t / bit_cycles) % 10);
             if (bit == 0) {
@@ -373,7 +399,7 @@ static void cmd_tx(const char *hex, double maxms, int framing_at)
     rx_last_stop = 0;
     tx_start = now + QUANTUM;
     last_edge = tx_start;
-    uint64_t tx_end = tx_start + (uint64_t)tx_len * 10 * bit_cycles;
+    uint64_t tx_end = tx_start + (uint64_t)tx_len * 10 * bit_cycles + (tx_gap_at >= 0 ? tx_gap : 0);
     uint64_t quiet = 30ULL * 10 * bit_cycles;
     uint64_t limit = tx_start + (uint64_t)(maxms * 1e-3 * freq);
     int hops = 0;
@@ -397,6 +423,8 @@ static void cmd_tx(const char *hex, double maxms, int framing_at)
     }
     int tx_len_sent = tx_len;
     tx_len = 0;
+    tx_gap_at = -1;
+    tx_gap = 0;
     printf("RX ");
     for (int i = 0; i < rx_len; i++) {
         printf("%02x", rx_buf[i]);
@@ -415,7 +443,7 @@ static void cmd_tx(const char *hex, double maxms, int framing_at)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s node.elf N\n", argv[0]);
+        fprintf(stderr, "usage: %s node.elf N [f_cpu]\n", argv[0]);
         return 1;
     }
     n_nodes = atoi(argv[2]);
@@ -431,6 +459,9 @@ int main(int argc, char **argv)
     }
     if (fw.frequency) {
         freq = fw.frequency;
+    }
+    if (argc > 3 && atol(argv[3]) > 0) {
+        freq = (uint32_t)atol(argv[3]);
     }
     bit_cycles = (freq + BAUD / 2) / BAUD;
     for (int k = 0; k < n_nodes; k++) {
@@ -453,6 +484,8 @@ int main(int argc, char **argv)
         avr_irq_register_notify(avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN0), tx_pin_changed,
                                 (void *)(intptr_t)k);
         avr_irq_register_notify(avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN4), dbg_pin_changed,
+                                (void *)(intptr_t)k);
+        avr_irq_register_notify(avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN1), led_changed,
                                 (void *)(intptr_t)k);
         set_temp_mv(k, 322); /* ~25 C */
     }
@@ -511,6 +544,16 @@ int main(int argc, char **argv)
         } else if (!strcmp(cmd, "RUN") && sscanf(line, "%*s %lf", &x) == 1) {
             run_cycles((uint64_t)(x * 1e-3 * freq));
             printf("OK\n");
+        } else if (!strcmp(cmd, "GAP") && sscanf(line, "%*s %d %lf", &i, &x) == 2 && i >= 0 && x >= 0) {
+            tx_gap_at = i;
+            tx_gap = (uint64_t)(x * freq / BAUD + 0.5);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "GLITCH") && sscanf(line, "%*s %lf", &x) == 1 && x > 0) {
+            hub_hold_low = 1; /* hub_tx_update() makes the edges, on the lockstep's quanta */
+            run_cycles((uint64_t)(x * 1e-6 * freq + 0.5));
+            hub_hold_low = 0;
+            run_cycles(QUANTUM);
+            printf("OK\n");
         } else if (!strcmp(cmd, "TX") && sscanf(line, "%*s %8199s %lf", arg, &y) == 2) {
             int fe = -1;
             sscanf(line, "%*s %*s %*f %d", &fe);
@@ -538,8 +581,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(cmd, "STATS")) {
             printf("STATS %d\n", n_nodes);
             for (int k = 0; k < n_nodes; k++) {
-                printf("%d %llu %llu %u %u %d\n", k, (unsigned long long)run_cycles_of[k],
-                       (unsigned long long)sleep_cycles[k], wire[k].bytes, wire[k].framing, active[k]);
+                printf("%d %llu %llu %u %u %d %u\n", k, (unsigned long long)run_cycles_of[k],
+                       (unsigned long long)sleep_cycles[k], wire[k].bytes, wire[k].framing, active[k], led_edges[k]);
             }
         } else {
             printf("ERR bad command: %s", line);

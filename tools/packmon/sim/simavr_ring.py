@@ -30,6 +30,11 @@ FW_DIR = ROOT / "node_fw"
 HARNESS_DIR = ROOT / "tools" / "simavr"
 ELF = FW_DIR / "build" / "sim-8000000" / "node.elf"
 HARNESS = HARNESS_DIR / "build" / "ring_harness"
+F_CPU = 8000000  # the bare ATtiny85 image; 16500000 runs the Digispark image (same sources, F_CPU-derived timing)
+
+
+def elf_for(f_cpu: int = F_CPU) -> Path:
+    return FW_DIR / "build" / f"sim-{int(f_cpu)}" / "node.elf"
 
 
 INSTALL = "apt-get install gcc-avr binutils-avr avr-libc simavr libsimavr-dev libelf-dev make gcc"
@@ -59,9 +64,10 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def build() -> None:
-    """Build the simulation image of the firmware and the harness (quick when up to date)."""
-    for args in (["make", "-s", "-C", str(FW_DIR), "SIM=1"], ["make", "-s", "-C", str(HARNESS_DIR)]):
+def build(f_cpu: int = F_CPU) -> None:
+    """Build the simulation image of the firmware for f_cpu and the harness (quick when up to date)."""
+    for args in (["make", "-s", "-C", str(FW_DIR), "SIM=1", f"F_CPU={int(f_cpu)}"],
+                 ["make", "-s", "-C", str(HARNESS_DIR)]):
         r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed:\n{r.stdout}{r.stderr}")
@@ -100,13 +106,14 @@ class NodeStats:
 
     cycles: CPU cycles simulated while the node was in the ring; sleep_cycles: those spent in
     SLEEP_MODE_IDLE (simavr's cpu_Sleeping); bytes_out: bytes decoded on its TX wire;
-    framing_out: those of them with a low stop bit."""
+    framing_out: those of them with a low stop bit; led_edges: level changes of its LED pin."""
 
     cycles: int
     sleep_cycles: int
     bytes_out: int
     framing_out: int = 0
     active: bool = True
+    led_edges: int = 0
 
     @property
     def awake_cycles(self) -> int:
@@ -123,20 +130,22 @@ class NodeStats:
 
     def __sub__(self, other: NodeStats) -> NodeStats:
         return NodeStats(self.cycles - other.cycles, self.sleep_cycles - other.sleep_cycles,
-                         self.bytes_out - other.bytes_out, self.framing_out - other.framing_out, self.active)
+                         self.bytes_out - other.bytes_out, self.framing_out - other.framing_out, self.active,
+                         self.led_edges - other.led_edges)
 
 
 class SimavrRing:
     """N real node images in simavr. Same interface as ModelRing (see model_ring.py)."""
 
     def __init__(self, n: int, mv: list[int] | int = 3300, temp: list[int] | int = 250, baud: int = 9600,
-                 ber: float = 0.0, seed: int = 1) -> None:
+                 ber: float = 0.0, seed: int = 1, f_cpu: int = F_CPU) -> None:
         if baud != 9600:
             raise ValueError("the firmware image is built for 9600 baud")
         ok, why = available()
         if not ok:
             raise RuntimeError(f"simavr ring unavailable: {why}")
-        build()
+        build(f_cpu)
+        self.f_cpu = int(f_cpu)
         self.baud = baud
         self.ber = ber
         self._broken = False
@@ -146,7 +155,7 @@ class SimavrRing:
 
         self.rng = random.Random(seed)
         self.proc = subprocess.Popen(
-            [str(HARNESS), str(ELF), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [str(HARNESS), str(elf_for(f_cpu)), str(n), str(int(f_cpu))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True, bufsize=1,
         )
         line = self._readline()
@@ -243,11 +252,20 @@ class SimavrRing:
                     out[k] ^= 1 << b
         return bytes(out)
 
-    def exchange(self, tx: bytes, framing_error_at: int | None = None) -> SimExchange:
+    def glitch(self, us: float) -> None:
+        """The hub's line goes low for us microseconds, then back to idle (noise on a quiet ring)."""
+        self._cmd(f"GLITCH {us}")
+
+    def exchange(self, tx: bytes, framing_error_at: int | None = None,
+                 gap: tuple[int, float] | None = None) -> SimExchange:
         """Send tx from the hub (byte framing_error_at, if given, with a low stop bit) and collect what
-        comes back once the line into the hub has been quiet for 30 byte times."""
+        comes back once the line into the hub has been quiet for 30 byte times. gap=(pos, bits): the
+        hub's line idles for `bits` bit times before byte pos (e.g. between two frames in tx)."""
         tx = self._noisy(tx)
         max_ms = (len(tx) + 4 * self._total) * 10 * 1000 / self.baud + 100
+        if gap is not None:
+            self._cmd(f"GAP {int(gap[0])} {float(gap[1]):.4f}")
+            max_ms += gap[1] * 1000 / self.baud
         fe = "" if framing_error_at is None else f" {int(framing_error_at)}"
         reply = self._cmd(f"TX {tx.hex() or '00'} {max_ms:.1f}{fe}")
         fields = reply.split()
@@ -262,8 +280,8 @@ class SimavrRing:
         count = int(head.split()[1])
         out = []
         for _ in range(count):
-            _, cycles, sleep, nbytes, framing, active = self._readline().split()
-            out.append(NodeStats(int(cycles), int(sleep), int(nbytes), int(framing), active == "1"))
+            _, cycles, sleep, nbytes, framing, active, led = self._readline().split()
+            out.append(NodeStats(int(cycles), int(sleep), int(nbytes), int(framing), active == "1", int(led)))
         return out
 
     def node_stats(self) -> list[NodeStats]:
