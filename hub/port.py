@@ -205,7 +205,7 @@ class HostPort(Port):
         if tls["cert"]:
             ctx.load_cert_chain(tls["cert"], tls["key"])
         inner = sock.s
-        sock.s = ctx.wrap_socket(inner, server_hostname=tls["server_hostname"] or None)
+        sock.s = ctx.wrap_socket(inner, server_hostname=tls["server_hostname"])
         return sock
 
     def reset(self):

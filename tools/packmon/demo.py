@@ -40,11 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_broker(url: str) -> tuple[str, int]:
-    host, port, _ = parse_broker_url(url)
-    return host, port
-
-
 def parse_broker_url(url: str) -> tuple[str, int, bool]:
     """mqtt://host[:port] or mqtts://host[:port] -> (host, port, tls)."""
     u = urlparse(url if "://" in url else "mqtt://" + url)
@@ -62,14 +57,14 @@ def demo_raw_config(args: argparse.Namespace, host: str, port: int, tls: bool = 
     section (and bank name) of --mqtt-config when given."""
     mqtt: dict = {"host": host, "port": port, "timeout_s": 2}
     bank = args.bank
-    if getattr(args, "mqtt_config", None):
+    if args.mqtt_config:
         try:
             user_cfg = hub_config.load(str(args.mqtt_config), need_wifi=False)
         except hub_config.ConfigError as e:
             raise SystemExit(f"packmon demo: --mqtt-config {args.mqtt_config}: " + "; ".join(e.problems)) from None
         mqtt = dict(user_cfg["mqtt"])
         mqtt.pop("client_id", None)  # derived from the bank again
-        if getattr(args, "broker", None):
+        if args.broker:
             mqtt["host"], mqtt["port"] = host, port
         bank = user_cfg["bank"]
     if tls:
@@ -97,10 +92,12 @@ def open_broker(args: argparse.Namespace):
         broker = EmbeddedBroker().start()
         host, port = "127.0.0.1", broker.port
     try:
-        cfg = hub_config_for(args, host, port, tls)
-    except SystemExit:
+        cfg = hub_config.validate(demo_raw_config(args, host, port, tls), need_wifi=False)
+    except (SystemExit, hub_config.ConfigError) as e:
         if broker:
             broker.stop()
+        if isinstance(e, hub_config.ConfigError):
+            raise SystemExit("packmon demo: " + "; ".join(e.problems)) from None
         raise
     m = cfg["mqtt"]
     return cfg, broker, f"{'mqtts' if m['tls']['enabled'] else 'mqtt'}://{m['host']}:{m['port']}"
@@ -128,13 +125,6 @@ def make_engine(kind: str, packs: int, scenario: Scenario):
             raise SystemExit(f"packmon demo: --engine simavr is not available here: {why}")
         return simavr_ring.SimavrRing(packs, mv=mv, temp=temp)
     return ModelRing(packs, mv=mv, temp=temp)
-
-
-def hub_config_for(args: argparse.Namespace, host: str, port: int, tls: bool = False) -> dict:
-    try:
-        return hub_config.validate(demo_raw_config(args, host, port, tls), need_wifi=False)
-    except hub_config.ConfigError as e:
-        raise SystemExit("packmon demo: " + "; ".join(e.problems)) from None
 
 
 def make_hub(cfg: dict, uart, logs: list[str]):
