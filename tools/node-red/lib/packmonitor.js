@@ -299,7 +299,7 @@ function energyView(state, why) {
     unknownText: why ? 'unknown: ' + why : 'unknown',
     today: today,
     lifetime: lifetime,
-    todayLabel: 'Today' + (date ? ' (' + date + ')' : ''),
+    date: date, // the hub's day of the "today" counters; null: none (no clock yet)
     showAh: today.in_ah !== undefined || today.out_ah !== undefined || lifetime.in_ah !== undefined || lifetime.out_ah !== undefined,
   };
 }

@@ -305,7 +305,7 @@ test('current, power, SOC and energy of a bank with a shunt and a battery model'
   assert.equal(v.soc.fraction, 0.625);
   assert.equal(v.soc.level, 'ok');
   assert.equal(v.energy.known, true);
-  assert.equal(v.energy.todayLabel, 'Today (2026-11-30)');
+  assert.equal(v.energy.date, '2026-11-30');
   assert.equal(v.energy.today.in_whText, '1.23 kWh');
   assert.equal(v.energy.today.out_whText, '0.57 kWh');
   assert.equal(v.energy.today.in_ahText, '24.5 Ah');
@@ -353,7 +353,7 @@ test('unknown values (empty payload, JSON null) show "—", never 0 and never th
   assert.equal(v.energy.lifetime.out_whText, '—');
   assert.equal(v.energy.lifetime.in_ah, undefined, 'absent fields are not shown');
   assert.equal(v.energy.showAh, false);
-  assert.equal(v.energy.todayLabel, 'Today', 'no date: no made-up day');
+  assert.equal(v.energy.date, null, 'no date: no made-up day');
   assert.equal(v.energy.today.in_whText, '—', 'today: null is unknown, not 0');
   // an empty energy payload: the whole card is unknown
   pm.ingest(s, P + '/bank/energy', '', P, 1000);
