@@ -343,8 +343,9 @@ function sohLevel(v) {
   return v < 70 ? 'alarm' : v < 80 ? 'warn' : 'ok';
 }
 
-// One row per pack that the hub knows (pack topics) or estimates (soc/health topics).
-function healthView(state, why) {
+// One row per pack that the hub knows (pack topics) or estimates (soc/health topics). A stale pack's
+// SOC is not shown (like its voltage); its capacity/SOH/resistance are long-term estimates and stay.
+function healthView(state, why, th, now) {
   if (!state.estimator) return { configured: false };
   const nums = {};
   for (const n of Object.keys(state.packs)) nums[n] = true;
@@ -355,7 +356,8 @@ function healthView(state, why) {
     .map((n) => {
       const est = state.packEst[n] || { soc: null, health: null };
       const h = why || !est.health ? {} : est.health;
-      const soc = why ? null : est.soc;
+      const packStale = state.packs[n] ? staleReason(state.packs[n], state, th, now) !== null : false;
+      const soc = why || packStale ? null : est.soc;
       const cap = parseNumber(h.capacity_ah);
       const soh = parseNumber(h.soh);
       const r = parseNumber(h.resistance_mohm);
@@ -638,7 +640,7 @@ function buildView(state, th, now, bankName) {
     soc: socView(state, batteryWhy),
     power: powerView(state, batteryWhy),
     energy: energyView(state, batteryWhy),
-    health: healthView(state, batteryWhy),
+    health: healthView(state, batteryWhy, th, now),
     outputs: outputsView(state, batteryWhy),
     updated: now,
   };

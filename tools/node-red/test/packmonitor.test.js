@@ -415,6 +415,10 @@ test('health table: one row per pack, the weakest pack pointed at', () => {
   const none = pm.buildView(s, TH, 0, 'b').health;
   assert.deepEqual(none.weakest, []);
   assert.equal(none.weakestText, 'Weakest: —');
+  // a stale pack's SOC is unknown even if the hub still had one; its long-term estimates stay
+  pm.ingest(s, P + '/pack/2/state', JSON.stringify({ pack: 2, voltage: null, temperature: null, flags: [], bad_frames: 0, stale: true }), P, 0);
+  const r2s = pm.buildView(s, TH, 0, 'b').health.rows[1];
+  assert.deepEqual([r2s.socText, r2s.capacityText], ['—', '91.2 Ah']);
   // a pack estimated before its first scan still gets a row
   pm.ingest(s, P + '/pack/9/soc', '50', P, 0);
   assert.deepEqual(pm.buildView(s, TH, 0, 'b').health.rows.map((r) => r.pack), [1, 2, 3, 9]);
