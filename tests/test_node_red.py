@@ -64,11 +64,15 @@ def test_flow_logic_unit_tests():
 
 
 class NodeRed:
-    def __init__(self, tmp: Path, mqtt_port: int) -> None:
+    def __init__(self, tmp: Path, mqtt_port: int, tab_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.user_dir = tmp / "node-red"
         self.user_dir.mkdir()
-        shutil.copy(FLOW, self.user_dir / "flows.json")
+        flow = json.loads(FLOW.read_text())
+        for var in next(n for n in flow if n["type"] == "tab")["env"]:  # as a user sets the tab's variables
+            if tab_env and var["name"] in tab_env:
+                var["value"] = tab_env[var["name"]]
+        (self.user_dir / "flows.json").write_text(json.dumps(flow))
         (self.user_dir / "settings.js").write_text(
             "module.exports = {\n"
             "  flowFile: 'flows.json',\n"
@@ -139,12 +143,17 @@ class NodeRed:
 
 
 @pytest.fixture
-def stack(tmp_path: Path):
+def tab_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def stack(tmp_path: Path, tab_env: dict[str, str]):
     _need_install()
     if not Path(Mosquitto.binary()).exists():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     broker = Mosquitto(tmp_path).start()
-    nr = NodeRed(tmp_path, broker.port)
+    nr = NodeRed(tmp_path, broker.port, tab_env)
     try:
         nr.start()
         yield broker, nr
@@ -330,8 +339,10 @@ class Renderer:
         return out
 
     def step(self, expect: list[str], screenshot: Path | None = None, timeout: float = 30,
-             absent: list[str] | None = None, reload: bool = False) -> dict:
+             absent: list[str] | None = None, reload: bool = False, click: str | None = None) -> dict:
         cmd: dict = {"expect": expect, "timeout": timeout, "absent": absent or [], "reload": reload}
+        if click:
+            cmd["click"] = click
         if screenshot:
             cmd["screenshot"] = str(screenshot)
         self.proc.stdin.write(json.dumps(cmd) + "\n")
@@ -445,6 +456,7 @@ def test_flow_runs_and_dashboard_renders(stack, tmp_path: Path):
         assert out["ok"], f"missing on the dashboard: {out['missing']}\n{out['text']}\n{out['notifications']}"
         assert out["outputLevels"] == {"charge_enable": "ok", "discharge_enable": "alarm", "fan": "ok",
                                        "buzzer": "ok"}, out["outputLevels"]
+        assert out["resetButtons"] == [], "no Reset button unless PACKMON_RESET_BUTTON is set"
         assert "STALE" in out["text"] and "SOC unknown" in out["text"]
 
         # 3. the hub goes offline (its last will): every value is unknown, no weakest pointer, no output state
@@ -471,3 +483,34 @@ def test_flow_runs_and_dashboard_renders(stack, tmp_path: Path):
     assert not bad, "\n".join(bad)
     if os.environ.get("PACKMON_UPDATE_DOCS_SCREENSHOT") == "1":
         shutil.copy(shot, ROOT / "docs" / "dashboard.png")
+
+
+def _log_problems(nr: NodeRed) -> list[str]:
+    return [ln for ln in nr.log_text().splitlines()
+            if ("[error]" in ln or "[warn]" in ln) and not any(b in ln for b in BENIGN_WARNINGS)]
+
+
+@pytest.mark.parametrize("tab_env", [{"PACKMON_RESET_BUTTON": "true"}])
+def test_reset_button_when_enabled(stack, tmp_path: Path, subscriber_factory):
+    """PACKMON_RESET_BUTTON=true: a tripped output gets a Reset button; a click publishes its name to
+    <prefix>/cmd/reset on the real broker, once, not retained."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    broker, nr = stack
+    nr.wait_log("Connected to broker: mqtt://127.0.0.1:%d" % broker.port)
+    sub = subscriber_factory(broker.port, f"{PREFIX}/cmd/#")
+    publish(broker.port, scan_all_fresh() + battery(discharge=("open", "pack 3 low")))
+    r = Renderer(nr.url + "/dashboard/", tmp_path / "render.log")
+    try:
+        out = r.step(["⚠ TRIPPED", "pack 3 low", "Reset"])
+        assert out["ok"], f"missing on the dashboard: {out['missing']}\n{out['text']}"
+        assert out["resetButtons"] == ["discharge_enable"], out["resetButtons"]
+        assert sub.messages == []
+        r.step([], click='[data-output="discharge_enable"] button')
+        got = sub.wait_for(lambda s: s.messages)
+        assert got == [(f"{PREFIX}/cmd/reset", b"discharge_enable", False)], got
+        time.sleep(0.5)
+        assert len(sub.messages) == 1, sub.messages
+    finally:
+        r.close()
+    assert not _log_problems(nr), "\n".join(_log_problems(nr))

@@ -4,9 +4,9 @@
 //
 //   node render.js URL
 //   stdin, one JSON object per line:  {"expect": ["3.312 V", ...], "absent": ["62.5 %"], "screenshot": "out.png",
-//                                      "reload": false, "timeout": 30}
+//                                      "reload": false, "click": "css selector", "timeout": 30}
 //   stdout, one JSON line per step:   {"ok", "missing", "text", "charts", "notifications", "weakestRows",
-//                                      "outputLevels", "pageErrors"}
+//                                      "outputLevels", "resetButtons", "pageErrors"}
 //
 // Prints {"ready": true} once the page has loaded. A step waits until every expected text is on the
 // page (texts of the echarts charts count: echarts writes a chart's data into an aria-label) and every
@@ -42,6 +42,9 @@ async function snapshot(page) {
       .filter(Boolean),
     // what colour/highlight says and text alone does not: the highlighted health rows, output levels
     weakestRows: Array.from(document.querySelectorAll('tr[data-weakest="true"]')).map((e) => e.getAttribute('data-pack')),
+    resetButtons: Array.from(document.querySelectorAll('[data-output] button')).map((b) =>
+      b.closest('[data-output]').getAttribute('data-output')
+    ),
     outputLevels: Object.fromEntries(
       Array.from(document.querySelectorAll('[data-output]')).map((e) => [e.getAttribute('data-output'), e.getAttribute('data-level')])
     ),
@@ -59,6 +62,7 @@ async function step(page, cmd, errors) {
     await page.reload({ waitUntil: 'domcontentloaded', timeout: timeout });
     await page.waitForSelector('text=Pack Monitor', { timeout: timeout });
   }
+  if (cmd.click) await page.click(cmd.click, { timeout: timeout });
   let snap = await snapshot(page);
   let missing = expect;
   let present = absent;
