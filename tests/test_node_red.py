@@ -64,11 +64,15 @@ def test_flow_logic_unit_tests():
 
 
 class NodeRed:
-    def __init__(self, tmp: Path, mqtt_port: int) -> None:
+    def __init__(self, tmp: Path, mqtt_port: int, tab_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.user_dir = tmp / "node-red"
         self.user_dir.mkdir()
-        shutil.copy(FLOW, self.user_dir / "flows.json")
+        flow = json.loads(FLOW.read_text())
+        for var in next(n for n in flow if n["type"] == "tab")["env"]:  # as a user sets the tab's variables
+            if tab_env and var["name"] in tab_env:
+                var["value"] = tab_env[var["name"]]
+        (self.user_dir / "flows.json").write_text(json.dumps(flow))
         (self.user_dir / "settings.js").write_text(
             "module.exports = {\n"
             "  flowFile: 'flows.json',\n"
@@ -81,7 +85,8 @@ class NodeRed:
             "  telemetry: { enabled: false },\n"
             "};\n"
         )
-        self.env = dict(os.environ, MQTT_HOST="127.0.0.1", MQTT_PORT=str(mqtt_port))
+        # TZ: the outputs' "since" is shown in the Node-RED server's local time
+        self.env = dict(os.environ, MQTT_HOST="127.0.0.1", MQTT_PORT=str(mqtt_port), TZ="UTC")
         self.log_path = tmp / "node-red.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -138,12 +143,17 @@ class NodeRed:
 
 
 @pytest.fixture
-def stack(tmp_path: Path):
+def tab_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
+def stack(tmp_path: Path, tab_env: dict[str, str]):
     _need_install()
     if not Path(Mosquitto.binary()).exists():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     broker = Mosquitto(tmp_path).start()
-    nr = NodeRed(tmp_path, broker.port)
+    nr = NodeRed(tmp_path, broker.port, tab_env)
     try:
         nr.start()
         yield broker, nr
@@ -203,6 +213,39 @@ def scan_pack8_stale() -> list[tuple[str, str]]:
         "packs": 8, "voltage": None, "min": 3.301, "min_pack": 4, "max": 3.322, "max_pack": 2, "delta": 0.021,
         "avg": 3.312, "temp_max": 27.3, "fresh_packs": 7, "stale_packs": 1})))
     msgs += _alarms({"comms": {"active": True, "value": 1, "threshold": 0, "pack": 8}})
+    return msgs
+
+
+# The battery topics (shunt, estimator, protection branches): pack 6 is the weakest.
+CAPACITY = [98.5, 97.9, 99.1, 98.2, 97.6, 91.2, 98.8, 97.3]
+SINCE = 1796011260  # 2026-11-30 04:01:00 UTC
+
+
+def _output(state: str, reason: str | None, since: int | None) -> str:
+    return json.dumps({"state": state, "reason": reason, "since": since})
+
+
+def battery(k: int = 0, *, soc: str = "62.5", pack8_unknown: bool = False,
+            discharge: tuple[str, str] = ("closed", "ok")) -> list[tuple[str, str]]:
+    current = round(12.345 - 1.5 * k, 3)
+    msgs = [(f"{PREFIX}/bank/current", f"{current:.3f}"),
+            (f"{PREFIX}/bank/power", f"{current * 51.86:.1f}" if k else "640.2"),
+            (f"{PREFIX}/bank/soc", soc),
+            (f"{PREFIX}/bank/energy", json.dumps({
+                "in_wh": 123456.0, "out_wh": 98765.4, "in_ah": 2400.5, "out_ah": 1900.3,
+                "today": {"in_wh": 1234.0, "out_wh": 567.0, "in_ah": 24.5, "out_ah": 11.0}, "date": "2026-11-30"}))]
+    for n in range(1, 9):
+        unknown = pack8_unknown and n == 8
+        msgs.append((f"{PREFIX}/pack/{n}/soc", "" if unknown else f"{58.0 + n / 10:.1f}"))
+        h = {"capacity_ah": None if unknown else CAPACITY[n - 1],
+             "soh": None if unknown else round(CAPACITY[n - 1] / 1.0, 1),
+             "resistance_mohm": None if unknown else round(1.8 + (0.9 if n == 6 else n / 20), 2),
+             "confidence": None if unknown else 0.8, "weakest": n == 6}
+        msgs.append((f"{PREFIX}/pack/{n}/health", json.dumps(h)))
+    msgs += [(f"{PREFIX}/output/charge_enable", _output("closed", "ok", SINCE)),
+             (f"{PREFIX}/output/discharge_enable", _output(discharge[0], discharge[1], SINCE)),
+             (f"{PREFIX}/output/fan", _output("open", "temperature ok", SINCE)),
+             (f"{PREFIX}/output/buzzer", _output("open", None, None))]
     return msgs
 
 
@@ -295,8 +338,11 @@ class Renderer:
             raise AssertionError("render.js: " + out["error"])
         return out
 
-    def step(self, expect: list[str], screenshot: Path | None = None, timeout: float = 30) -> dict:
-        cmd = {"expect": expect, "timeout": timeout}
+    def step(self, expect: list[str], screenshot: Path | None = None, timeout: float = 30,
+             absent: list[str] | None = None, reload: bool = False, click: str | None = None) -> dict:
+        cmd: dict = {"expect": expect, "timeout": timeout, "absent": absent or [], "reload": reload}
+        if click:
+            cmd["click"] = click
         if screenshot:
             cmd["screenshot"] = str(screenshot)
         self.proc.stdin.write(json.dumps(cmd) + "\n")
@@ -335,35 +381,93 @@ def test_flow_runs_and_dashboard_renders(stack, tmp_path: Path):
     shot = ARTIFACTS / "dashboard.png"
     for p in (fresh_png, shot):
         p.unlink(missing_ok=True)
-    for k in (4, 3, 2, 1, 0):  # five scans, the last one with the values checked below
-        publish(broker.port, scan_all_fresh(k))
-        time.sleep(0.8 if k else 0)
+    publish(broker.port, scan_all_fresh(4))  # a hub without shunt, battery or outputs config so far
+    time.sleep(0.8)
 
-    r = Renderer(nr.url + "/dashboard/", tmp_path / "render.log")
+    r = Renderer(nr.url + "/dashboard/", tmp_path / "render.log")  # opened after the data: replayed view
     try:
-        # 1. a complete scan: every pack voltage, the bank total, min/max/delta, hub online, charts
+        # 0. no battery topics yet: the cards say so, and show no zeros
+        out = r.step([f"{VOLTS[0]:.3f} V", "No current from the hub (no shunt configured)",
+                      "No energy counters from the hub (no shunt configured)",
+                      "No SOC from the hub (no battery configured)",
+                      "No pack estimates from the hub (no battery configured)", "No outputs configured on the hub"])
+        assert out["ok"], f"missing on the dashboard: {out['missing']}\n{out['text']}"
+        for zero in ("0.000 A", "0 W", "0.0 %", "0.00 kWh", "CLOSED", "OPEN"):
+            assert zero not in out["text"], zero
+
+        for k in (3, 2, 1, 0):  # four scans with the battery topics, the last one with the values checked below
+            publish(broker.port, scan_all_fresh(k) + battery(k))
+            time.sleep(0.8 if k else 0)
+
+        # 1. a complete scan: every pack voltage, the bank total, min/max/delta, hub online, charts; SOC gauge,
+        # current/power, energy, health with the weakest pack, outputs
         total = f"{sum(VOLTS):.2f} V"
         expect = [f"{v:.3f} V" for v in VOLTS] + [total, "ONLINE", "3.301 V (P4)", "3.322 V (P2)", "21 mV",
                                                   "No active alarms", "Probe 28ff6a0b", "sensor_fault"]
-        out = r.step(expect, screenshot=fresh_png)
+        expect += ["62.5 %", "bank state of charge", "+12.345 A", "+640 W", "charging",
+                   "Today", "2026-11-30", "1.23 kWh", "0.57 kWh", "123.46 kWh", "98.77 kWh", "24.5 Ah",
+                   "Weakest: pack 6", "91.2 Ah", "2.7 mΩ", "80 %", "58.8 %",
+                   "Charge", "Discharge", "Fan", "Buzzer", "connected", "since 2026-11-30 04:01:00", "temperature ok"]
+        out = r.step(expect)
         assert out["ok"], f"missing on the dashboard: {out['missing']}\n{out['text']}"
+        # the same after a reload, as a browser opened now sees it: every card and the charts' history
+        charts = ['chart about "Current, last hour', 'chart about "Power, last hour']
+        out = r.step(expect + charts, screenshot=fresh_png, reload=True)
+        assert out["ok"], f"missing after a reload: {out['missing']}\n{out['text']}\n{out['charts']}"
         assert "STALE" not in out["text"]
+        assert "TRIPPED" not in out["text"]
+        assert out["weakestRows"] == ["6"], out["weakestRows"]
+        assert out["outputLevels"] == {"charge_enable": "ok", "discharge_enable": "ok", "fan": "ok",
+                                       "buzzer": "ok"}, out["outputLevels"]
+        cur = [c for c in out["charts"] if "Current, last hour" in c]
+        assert cur and all(f"{12.345 - 1.5 * k:.3f}".rstrip("0") in cur[0] for k in range(4)), cur
+        pw = [c for c in out["charts"] if "Power, last hour" in c]
+        assert pw and "640.2" in pw[0] and f"{(12.345 - 1.5) * 51.86:.1f}" in pw[0], pw
         bar = [c for c in out["charts"] if '"Pack voltages (V)"' in c]
         assert bar and all(f"{v:.3f}".rstrip("0") in bar[0] for v in VOLTS), out["charts"]
         line = [c for c in out["charts"] if "Pack voltages, last hour" in c]
         assert line and "P8" in line[0], out["charts"]
         assert not out["pageErrors"], out["pageErrors"]
 
-        # 2. pack 8 stops answering while the page is open: stale marker, no total, alarm + notification
-        publish(broker.port, scan_pack8_stale())
+        # 2. pack 8 stops answering while the page is open: stale marker, no total, alarm + notification;
+        # the SOC becomes unknown (the hub deletes its retained value), pack 8's estimates too, and the
+        # discharge protection trips
+        publish(broker.port, scan_pack8_stale() + battery(soc="", pack8_unknown=True))
         alarm = "Packs not answering: 1 (first: pack 8)"
-        out = r.step(["STALE", "stale: not answering", "— (1 stale)", alarm, "ALARM bank1: " + alarm], screenshot=shot)
-        assert out["ok"], f"missing on the dashboard: {out['missing']}\n{out['text']}\n{out['notifications']}"
+        out = r.step(["STALE", "stale: not answering", "— (1 stale)", alarm, "ALARM bank1: " + alarm,
+                      "SOC unknown (no estimate yet)", "Weakest: pack 6"], absent=["62.5 %", "58.8 %"])
+        assert out["ok"], (f"missing on the dashboard: {out['missing']}, still there: {out['present']}\n"
+                           f"{out['text']}\n{out['notifications']}")
         assert any(alarm in n for n in out["notifications"]), out["notifications"]
+        assert out["weakestRows"] == ["6"], out["weakestRows"]
+        health_rows = out["text"].split("Confidence", 1)[1]
+        p8 = [ln for ln in health_rows.splitlines() if ln.startswith("P8")]
+        assert p8 and "—" in p8[0] and "97.3" not in p8[0], p8
         assert f"{VOLTS[7]:.3f} V" not in out["text"], "a stale pack must not show its last voltage"
         assert total not in out["text"]
         bar = [c for c in out["charts"] if '"Pack voltages (V)"' in c]
         assert bar and "P8" not in bar[0], bar
+
+        # 2b. then the discharge protection trips: the tile stands out, a notification pops up
+        trip = "pack 8 not answering"
+        publish(broker.port, [(f"{PREFIX}/output/discharge_enable", _output("open", trip, SINCE + 60))])
+        out = r.step(["⚠ TRIPPED", trip, "disconnected", "since 2026-11-30 04:02:00",
+                      "⚠ bank1: Discharge OPEN (disconnected): " + trip], screenshot=shot)
+        assert out["ok"], f"missing on the dashboard: {out['missing']}\n{out['text']}\n{out['notifications']}"
+        assert out["outputLevels"] == {"charge_enable": "ok", "discharge_enable": "alarm", "fan": "ok",
+                                       "buzzer": "ok"}, out["outputLevels"]
+        assert out["resetButtons"] == [], "no Reset button unless PACKMON_RESET_BUTTON is set"
+        assert "STALE" in out["text"] and "SOC unknown" in out["text"]
+
+        # 3. the hub goes offline (its last will): every value is unknown, no weakest pointer, no output state
+        publish(broker.port, [(f"{PREFIX}/status", "offline")])
+        out = r.step(["OFFLINE", "SOC unknown: hub offline", "Energy unknown: hub offline", "Weakest: — (hub offline)",
+                      "unknown: hub offline", "hub OFFLINE"],
+                     absent=["+12.345 A", "+640 W", "1.23 kWh", "91.2 Ah", "CLOSED", "TRIPPED", "Weakest: pack 6"])
+        assert out["ok"], f"missing: {out['missing']}, still there: {out['present']}\n{out['text']}"
+        assert set(out["outputLevels"].values()) == {"unknown"}, out["outputLevels"]
+        assert out["weakestRows"] == [], out["weakestRows"]
+        assert not out["pageErrors"], out["pageErrors"]
     finally:
         r.close()
 
@@ -379,3 +483,34 @@ def test_flow_runs_and_dashboard_renders(stack, tmp_path: Path):
     assert not bad, "\n".join(bad)
     if os.environ.get("PACKMON_UPDATE_DOCS_SCREENSHOT") == "1":
         shutil.copy(shot, ROOT / "docs" / "dashboard.png")
+
+
+def _log_problems(nr: NodeRed) -> list[str]:
+    return [ln for ln in nr.log_text().splitlines()
+            if ("[error]" in ln or "[warn]" in ln) and not any(b in ln for b in BENIGN_WARNINGS)]
+
+
+@pytest.mark.parametrize("tab_env", [{"PACKMON_RESET_BUTTON": "true"}])
+def test_reset_button_when_enabled(stack, tmp_path: Path, subscriber_factory):
+    """PACKMON_RESET_BUTTON=true: a tripped output gets a Reset button; a click publishes its name to
+    <prefix>/cmd/reset on the real broker, once, not retained."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    broker, nr = stack
+    nr.wait_log("Connected to broker: mqtt://127.0.0.1:%d" % broker.port)
+    sub = subscriber_factory(broker.port, f"{PREFIX}/cmd/#")
+    publish(broker.port, scan_all_fresh() + battery(discharge=("open", "pack 3 low")))
+    r = Renderer(nr.url + "/dashboard/", tmp_path / "render.log")
+    try:
+        out = r.step(["⚠ TRIPPED", "pack 3 low", "Reset"])
+        assert out["ok"], f"missing on the dashboard: {out['missing']}\n{out['text']}"
+        assert out["resetButtons"] == ["discharge_enable"], out["resetButtons"]
+        assert sub.messages == []
+        r.step([], click='[data-output="discharge_enable"] button')
+        got = sub.wait_for(lambda s: s.messages)
+        assert got == [(f"{PREFIX}/cmd/reset", b"discharge_enable", False)], got
+        time.sleep(0.5)
+        assert len(sub.messages) == 1, sub.messages
+    finally:
+        r.close()
+    assert not _log_problems(nr), "\n".join(_log_problems(nr))

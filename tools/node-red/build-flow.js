@@ -47,6 +47,11 @@ const G_PACKS = id('group-packs');
 const G_BAR = id('group-bar');
 const G_HIST = id('group-history');
 const G_TEMP = id('group-temperature');
+const G_SOC = id('group-soc');
+const G_POWER = id('group-power');
+const G_ENERGY = id('group-energy');
+const G_HEALTH = id('group-health');
+const G_OUTPUTS = id('group-outputs');
 const N = {
   start: id('inject-start'),
   subscribe: id('fn-subscribe'),
@@ -59,6 +64,15 @@ const N = {
   vLine: id('chart-voltage'),
   tLine: id('chart-temperature'),
   notify: id('notification'),
+  socTpl: id('tpl-soc'),
+  powerTpl: id('tpl-power'),
+  energyTpl: id('tpl-energy'),
+  healthTpl: id('tpl-health'),
+  outputsTpl: id('tpl-outputs'),
+  iLine: id('chart-current'),
+  pLine: id('chart-power'),
+  resetGate: id('fn-reset-gate'),
+  resetOut: id('mqtt-out-reset'),
   comment: id('comment'),
 };
 
@@ -74,8 +88,8 @@ return { action: 'subscribe', topic: subscribeTopic(prefix), qos: 1 };
 `;
 
 const LOGIC_CODE = `
-// Outputs: 1 view model -> bank + packs templates, 2 bar chart, 3 voltage history,
-// 4 temperature history, 5 notifications.
+// Outputs: 1 view model -> every ui-template card, 2 bar chart, 3 voltage history,
+// 4 temperature history, 5 notifications, 6 current history, 7 power history.
 const prefix = env.get('PACKMON_TOPIC_PREFIX');
 if (!prefix) return null; // the subscribe node reports it
 const bankName = prefix.split('/').filter(Boolean).pop() || prefix;
@@ -85,16 +99,18 @@ if (!state) {
   state = newState();
   context.set('state', state);
 }
-const out = [null, null, [], [], []];
+const out = [null, null, [], [], [], [], []];
 if (msg.topic !== '__tick') {
   const res = ingest(state, msg.topic, msg.payload, prefix, Date.now());
   if (!res.ok) return null; // a topic this dashboard does not show (e.g. <prefix>/ring)
   for (const ev of res.events) {
     if (ev.type === 'voltage') out[2].push({ topic: ev.series, payload: ev.value });
     if (ev.type === 'temperature') out[3].push({ topic: ev.series, payload: ev.value });
+    if (ev.type === 'current') out[5].push({ topic: 'current', payload: ev.value });
+    if (ev.type === 'power') out[6].push({ topic: 'power', payload: ev.value });
     const text = notification(ev, bankName);
     if (text) {
-      const bad = (ev.type === 'alarm' && ev.active) || (ev.type === 'status' && !ev.online);
+      const bad = (ev.type === 'alarm' && ev.active) || (ev.type === 'status' && !ev.online) || (ev.type === 'output' && ev.tripped);
       out[4].push({ payload: text, ui_update: { color: bad ? '#f85149' : '#2ea043' } });
     }
   }
@@ -105,6 +121,7 @@ if (!context.get('renderPending')) {
   setTimeout(function () {
     context.set('renderPending', false);
     const view = buildView(context.get('state'), th, Date.now(), bankName);
+    view.resetEnabled = env.get('PACKMON_RESET_BUTTON') === true || env.get('PACKMON_RESET_BUTTON') === 'true';
     node.status({
       fill: view.status === 'online' ? 'green' : 'red',
       shape: 'dot',
@@ -116,10 +133,30 @@ if (!context.get('renderPending')) {
       null,
       null,
       null,
+      null,
+      null,
     ]);
   }, 300);
 }
 return out;
+`;
+
+const RESET_CODE = `
+// The outputs card's Reset button (shown only when PACKMON_RESET_BUTTON is true) -> <prefix>/cmd/reset.
+// Checked again here, so nothing is ever published while the option is off; the hub acts on it only
+// when its own config allows remote reset.
+if (!(env.get('PACKMON_RESET_BUTTON') === true || env.get('PACKMON_RESET_BUTTON') === 'true')) {
+  node.warn('reset ignored: PACKMON_RESET_BUTTON is off');
+  return null;
+}
+const prefix = env.get('PACKMON_TOPIC_PREFIX');
+const name = typeof msg.payload === 'string' ? msg.payload : '';
+if (!prefix || !/^[a-z0-9_]+$/.test(name)) {
+  node.warn('reset ignored: not an output name: ' + JSON.stringify(msg.payload));
+  return null;
+}
+node.status({ text: 'reset ' + name });
+return { topic: prefix.replace(/\\/+$/, '') + '/cmd/reset', payload: name, qos: 1, retain: false };
 `;
 
 const CHART_COMMON = {
@@ -164,6 +201,32 @@ const LINE_CHART = {
   height: 6,
 };
 
+// A ui-template card fed with the view model (output 1 of the logic node).
+function cardTemplate(nodeId, group, name, file, order, y, wiresOut) {
+  return {
+    id: nodeId,
+    type: 'ui-template',
+    z: TAB,
+    group: group,
+    page: '',
+    ui: '',
+    name: name,
+    order: order,
+    width: 0,
+    height: 0,
+    head: '',
+    format: template(file),
+    storeOutMessages: true,
+    passthru: false,
+    resendOnRefresh: true,
+    templateScope: 'local',
+    className: '',
+    x: 990,
+    y: y,
+    wires: [wiresOut],
+  };
+}
+
 function buildFlow() {
   const lib = libSource();
   const g = (name, page, width, order) => ({
@@ -190,6 +253,8 @@ function buildFlow() {
         'Settings are this tab\'s environment variables (double-click the tab, "Environment Variables"):\n' +
         '- PACKMON_TOPIC_PREFIX: the hub\'s topic prefix, packmonitor/<bank> (the ONE place to set the bank)\n' +
         '- PACKMON_THRESHOLDS: colour thresholds in volts / degC, stale_after_s\n' +
+        '- PACKMON_RESET_BUTTON: false (default); true shows a Reset button on a tripped output, which publishes ' +
+        'its name to <prefix>/cmd/reset (the hub acts on it only when its config allows remote reset)\n' +
         '- PACKMON_MQTT_HOST / PACKMON_MQTT_PORT: the broker, from the MQTT_HOST / MQTT_PORT environment ' +
         'variables of the Node-RED process when set, else localhost:1883\n\n' +
         'Broker user name, password and TLS are set in the "Pack Monitor broker" node (stored in Node-RED\'s ' +
@@ -209,6 +274,7 @@ function buildFlow() {
           }),
           type: 'json',
         },
+        { name: 'PACKMON_RESET_BUTTON', value: 'false', type: 'bool' },
         { name: 'PACKMON_MQTT_HOST', value: "$env('MQTT_HOST') ? $env('MQTT_HOST') : 'localhost'", type: 'jsonata' },
         { name: 'PACKMON_MQTT_PORT', value: "$env('MQTT_PORT') ? $number($env('MQTT_PORT')) : 1883", type: 'jsonata' },
       ],
@@ -324,16 +390,95 @@ function buildFlow() {
       z: TAB,
       name: 'Pack Monitor logic',
       func: lib + LOGIC_CODE.trimStart(),
-      outputs: 5,
+      outputs: 7,
       timeout: 0,
       noerr: 0,
       initialize: "context.set('state', undefined);\ncontext.set('renderPending', false);\n",
       finalize: '',
       libs: [],
-      outputLabels: ['view', 'bar chart', 'voltage history', 'temperature history', 'notifications'],
+      outputLabels: ['view', 'bar chart', 'voltage history', 'temperature history', 'notifications', 'current history', 'power history'],
       x: 730,
       y: 120,
-      wires: [[N.bankTpl, N.packsTpl], [N.bar], [N.vLine], [N.tLine], [N.notify]],
+      wires: [
+        [N.bankTpl, N.packsTpl, N.socTpl, N.powerTpl, N.energyTpl, N.healthTpl, N.outputsTpl],
+        [N.bar],
+        [N.vLine],
+        [N.tLine],
+        [N.notify],
+        [N.iLine],
+        [N.pLine],
+      ],
+    },
+    cardTemplate(N.socTpl, G_SOC, 'SOC gauge', 'soc.vue', 1, 300, []),
+    cardTemplate(N.powerTpl, G_POWER, 'present current and power', 'power.vue', 1, 340, []),
+    cardTemplate(N.energyTpl, G_ENERGY, 'energy', 'energy.vue', 1, 380, []),
+    cardTemplate(N.healthTpl, G_HEALTH, 'pack health', 'health.vue', 1, 420, []),
+    cardTemplate(N.outputsTpl, G_OUTPUTS, 'outputs', 'outputs.vue', 1, 460, [N.resetGate]),
+    Object.assign(
+      {
+        id: N.iLine,
+        type: 'ui-chart',
+        z: TAB,
+        group: G_POWER,
+        name: 'current history',
+        label: 'Current, last hour (A, + = charging)',
+        x: 990,
+        y: 500,
+        wires: [[]],
+      },
+      LINE_CHART,
+      CHART_COMMON,
+      { order: 2, height: 4, showLegend: false, colors: ['#2ea043'] }
+    ),
+    Object.assign(
+      {
+        id: N.pLine,
+        type: 'ui-chart',
+        z: TAB,
+        group: G_POWER,
+        name: 'power history',
+        label: 'Power, last hour (W)',
+        x: 990,
+        y: 540,
+        wires: [[]],
+      },
+      LINE_CHART,
+      CHART_COMMON,
+      { order: 3, height: 4, showLegend: false, colors: ['#2f81f7'] }
+    ),
+    {
+      id: N.resetGate,
+      type: 'function',
+      z: TAB,
+      name: 'reset gate (PACKMON_RESET_BUTTON)',
+      func: RESET_CODE.trimStart(),
+      outputs: 1,
+      timeout: 0,
+      noerr: 0,
+      initialize: '',
+      finalize: '',
+      libs: [],
+      x: 1230,
+      y: 460,
+      wires: [[N.resetOut]],
+    },
+    {
+      id: N.resetOut,
+      type: 'mqtt out',
+      z: TAB,
+      name: '<prefix>/cmd/reset',
+      topic: '',
+      qos: '1',
+      retain: 'false',
+      respTopic: '',
+      contentType: '',
+      userProps: '',
+      correl: '',
+      expiry: '',
+      broker: BROKER,
+      x: 1470,
+      y: 460,
+      wires: [],
     },
     {
       id: N.bankTpl,
@@ -507,9 +652,14 @@ function buildFlow() {
     },
     Object.assign(g(G_BANK, PAGE, 4, 1), { name: 'Bank' }),
     Object.assign(g(G_PACKS, PAGE, 8, 2), { name: 'Packs' }),
-    Object.assign(g(G_BAR, PAGE, 6, 3), { name: 'Pack voltages' }),
-    Object.assign(g(G_HIST, PAGE, 6, 4), { name: 'Voltage history' }),
-    Object.assign(g(G_TEMP, PAGE, 12, 5), { name: 'Temperatures' }),
+    Object.assign(g(G_BAR, PAGE, 6, 8), { name: 'Pack voltages' }),
+    Object.assign(g(G_HIST, PAGE, 6, 9), { name: 'Voltage history' }),
+    Object.assign(g(G_OUTPUTS, PAGE, 12, 3), { name: 'Outputs' }),
+    Object.assign(g(G_SOC, PAGE, 4, 4), { name: 'State of charge' }),
+    Object.assign(g(G_POWER, PAGE, 8, 5), { name: 'Current & power' }),
+    Object.assign(g(G_ENERGY, PAGE, 4, 6), { name: 'Energy' }),
+    Object.assign(g(G_HEALTH, PAGE, 8, 7), { name: 'Pack health' }),
+    Object.assign(g(G_TEMP, PAGE, 12, 10), { name: 'Temperatures' }),
   ];
 }
 

@@ -45,8 +45,24 @@ function thresholds(overrides) {
   return th;
 }
 
+// lastHeard: when any topic of this hub last arrived (the battery values below are known only while the
+// hub is heard). shunt / estimator: null until the first message of that kind, so a hub without a shunt
+// or battery config shows "not configured" instead of zeros.
 function newState() {
-  return { status: null, statusSeen: 0, packs: {}, bank: null, bankSeen: 0, alarms: {}, probes: {} };
+  return {
+    status: null,
+    statusSeen: 0,
+    lastHeard: null,
+    packs: {},
+    bank: null,
+    bankSeen: 0,
+    alarms: {},
+    probes: {},
+    shunt: null, // {current, power, energy (object|null), energySeen}
+    estimator: null, // {soc}
+    packEst: {}, // n -> {soc, health (object|null)}
+    outputs: {}, // name -> {state, reason, since} | {unknown: true}
+  };
 }
 
 function payloadText(payload) {
@@ -93,11 +109,17 @@ function parseTopic(topic, prefix) {
   if (typeof topic !== 'string' || !topic.startsWith(p)) return null;
   const parts = topic.slice(p.length).split('/');
   if (parts.length === 1 && parts[0] === 'status') return { kind: 'status' };
-  if (parts.length === 3 && parts[0] === 'pack' && ['voltage', 'temperature', 'state'].indexOf(parts[2]) >= 0) {
+  if (parts.length === 3 && parts[0] === 'pack' && ['voltage', 'temperature', 'state', 'soc', 'health'].indexOf(parts[2]) >= 0) {
     if (!/^[1-9][0-9]{0,3}$/.test(parts[1])) return null;
-    return { kind: 'pack', pack: parseInt(parts[1], 10), field: parts[2] };
+    const kind = parts[2] === 'soc' || parts[2] === 'health' ? 'packest' : 'pack';
+    return { kind: kind, pack: parseInt(parts[1], 10), field: parts[2] };
   }
   if (parts.length === 2 && parts[0] === 'bank' && parts[1] === 'state') return { kind: 'bank' };
+  if (parts.length === 2 && parts[0] === 'bank' && ['current', 'power', 'energy'].indexOf(parts[1]) >= 0) {
+    return { kind: 'shunt', field: parts[1] };
+  }
+  if (parts.length === 2 && parts[0] === 'bank' && parts[1] === 'soc') return { kind: 'soc' };
+  if (parts.length === 2 && parts[0] === 'output' && /^[a-z0-9_]+$/.test(parts[1])) return { kind: 'output', name: parts[1] };
   if (parts.length === 2 && parts[0] === 'alarm' && /^[a-z0-9_]+$/.test(parts[1])) return { kind: 'alarm', name: parts[1] };
   if (parts.length === 3 && parts[0] === 'probe' && parts[1] !== '' && parts[2] === 'temperature') {
     return { kind: 'probe', id: parts[1] };
@@ -139,6 +161,261 @@ function getPack(state, n) {
   return state.packs[n];
 }
 
+// "62.5" -> 62.5; empty (unknown), garbage or outside 0..100 -> null: a SOC is never guessed or clamped.
+function parsePercent(payload) {
+  const v = parseNumber(payload);
+  return v !== null && v >= 0 && v <= 100 ? v : null;
+}
+
+// "+12.345 A", "-0.500 A": the sign says the direction (+ = charging).
+function signed(v, digits, unit) {
+  if (v === null || v === undefined || !Number.isFinite(Number(v))) return '—';
+  const n = Number(v);
+  const t = Math.abs(n).toFixed(digits);
+  return (n > 0 && Number(t) !== 0 ? '+' : n < 0 && Number(t) !== 0 ? '-' : '') + t + (unit ? ' ' + unit : '');
+}
+
+// Outputs the hub drives (protect branch): closed = connected / on.
+const OUTPUTS = {
+  charge_enable: { label: 'Charge', closed: 'connected', open: 'disconnected', normal: 'closed' },
+  discharge_enable: { label: 'Discharge', closed: 'connected', open: 'disconnected', normal: 'closed' },
+  fan: { label: 'Fan', closed: 'on', open: 'off', normal: null },
+  buzzer: { label: 'Buzzer', closed: 'sounding', open: 'silent', normal: 'open' },
+};
+const OUTPUT_ORDER = ['charge_enable', 'discharge_enable', 'fan', 'buzzer'];
+
+function outputState(o) {
+  const s = o && typeof o.state === 'string' ? o.state.toLowerCase() : null;
+  return s === 'closed' || s === 'open' ? s : null;
+}
+
+// alarm: a protection has acted (charge/discharge disconnected, buzzer sounding); info: a non-default
+// state that is not a fault (fan on); ok; unknown.
+function outputLevel(name, o) {
+  const s = outputState(o);
+  if (s === null) return 'unknown';
+  const d = OUTPUTS[name];
+  if (!d || d.normal === null) return s === 'closed' ? 'info' : 'ok';
+  return s === d.normal ? 'ok' : 'alarm';
+}
+
+function outputText(name, o) {
+  const d = OUTPUTS[name] || { label: name, closed: 'closed', open: 'open' };
+  const s = outputState(o);
+  let t = d.label + ' ' + (s === null ? 'UNKNOWN' : s.toUpperCase() + ' (' + d[s] + ')');
+  if (o && o.reason !== null && o.reason !== undefined && String(o.reason) !== '') t += ': ' + String(o.reason);
+  return t;
+}
+
+function pad2(n) {
+  return (n < 10 ? '0' : '') + n;
+}
+
+// The "since" of an output, whatever the hub sends: an ISO/date string is shown as it is; a number is
+// Unix seconds (or ms), or seconds since 2000-01-01 (MicroPython's epoch on the ESP32), or, when small,
+// the hub's uptime in seconds. Shown in the Node-RED server's local time.
+function sinceText(since) {
+  if (since === null || since === undefined || since === '') return null;
+  if (typeof since === 'string' && !/^\s*-?[0-9.]+\s*$/.test(since)) return since.trim();
+  const n = Number(since);
+  if (!Number.isFinite(n) || n < 0) return null;
+  let ms = null;
+  if (n >= 1e12) ms = n;
+  else if (n >= 1e9) ms = n * 1000;
+  else if (n >= 6e8) ms = (n + 946684800) * 1000; // 2000 epoch: 2019..2031
+  if (ms === null) {
+    const s = Math.round(n);
+    return 'uptime ' + (s >= 3600 ? Math.floor(s / 3600) + ' h ' + pad2(Math.floor((s % 3600) / 60)) + ' min' : s >= 60 ? Math.floor(s / 60) + ' min ' + pad2(s % 60) + ' s' : s + ' s');
+  }
+  const d = new Date(ms);
+  return d.getFullYear() + '-' + pad2(d.getMonth() + 1) + '-' + pad2(d.getDate()) + ' ' + pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' + pad2(d.getSeconds());
+}
+
+// Why the battery values (current, power, energy, SOC, health, outputs) cannot be shown as known now,
+// or null. The hub publishes some of them only on change, so they do not age on their own: they are
+// unknown when the hub is offline (its last will) or when nothing at all was heard from it for
+// stale_after_s (the hub publishes every scan).
+function hubUnknownReason(state, th, now) {
+  if (state.status === 'offline') return 'hub offline';
+  if (state.lastHeard !== null && now - state.lastHeard > th.stale_after_s * 1000) {
+    return 'nothing from the hub for ' + Math.round((now - state.lastHeard) / 1000) + ' s';
+  }
+  return null;
+}
+
+function socLevel(v) {
+  if (v === null) return 'unknown';
+  return v <= 10 ? 'alarm' : v <= 25 ? 'warn' : 'ok';
+}
+
+// The first of several names a field may have (the energy payload is read defensively).
+function pick(obj, names) {
+  if (!obj || typeof obj !== 'object') return undefined;
+  for (const n of names) if (obj[n] !== undefined) return obj[n];
+  return undefined;
+}
+
+const ENERGY_FIELDS = {
+  in_wh: ['in_wh', 'charged_wh', 'charge_wh'],
+  out_wh: ['out_wh', 'discharged_wh', 'discharge_wh'],
+  in_ah: ['in_ah', 'charged_ah', 'charge_ah'],
+  out_ah: ['out_ah', 'discharged_ah', 'discharge_ah'],
+};
+
+// One energy row (today or lifetime): present fields only; null fields are unknown ("—").
+function energyRow(obj, unknown) {
+  const row = { present: false };
+  for (const k of Object.keys(ENERGY_FIELDS)) {
+    const raw = pick(obj, ENERGY_FIELDS[k]);
+    if (raw === undefined) {
+      row[k] = undefined;
+      continue;
+    }
+    row.present = true;
+    const v = unknown ? null : parseNumber(raw);
+    row[k] = v;
+    row[k + 'Text'] = k.endsWith('_wh') ? (v === null ? '—' : fixed(v / 1000, 2, 'kWh')) : fixed(v, 1, 'Ah');
+  }
+  return row;
+}
+
+function energyView(state, why) {
+  const sh = state.shunt;
+  if (!sh) return { configured: false };
+  const e = why ? null : sh.energy;
+  const unknown = e === null;
+  const lifetime = energyRow(unknown ? null : pick(e, ['lifetime', 'total']) || e, false);
+  // "today": null is an unknown day (no clock yet): the lifetime's fields, each unknown
+  let today = energyRow(unknown ? null : e.today, false);
+  if (!unknown && e.today === null) {
+    const blank = {};
+    for (const k of Object.keys(ENERGY_FIELDS)) if (lifetime[k] !== undefined) blank[k] = null;
+    today = energyRow(blank, true);
+  }
+  const date = unknown ? null : typeof e.date === 'string' && e.date ? e.date : null;
+  return {
+    configured: true,
+    known: !unknown,
+    unknownText: why ? 'unknown: ' + why : 'unknown',
+    today: today,
+    lifetime: lifetime,
+    date: date, // the hub's day of the "today" counters; null: none (no clock yet)
+    showAh: today.in_ah !== undefined || today.out_ah !== undefined || lifetime.in_ah !== undefined || lifetime.out_ah !== undefined,
+  };
+}
+
+function powerView(state, why) {
+  const sh = state.shunt;
+  if (!sh) return { configured: false };
+  const i = why ? null : sh.current;
+  const p = why ? null : sh.power;
+  const dir = i === null ? null : i > 0.05 ? 'charging' : i < -0.05 ? 'discharging' : 'idle';
+  return {
+    configured: true,
+    current: i,
+    currentText: signed(i, 3, 'A'),
+    power: p,
+    powerText: p === null ? '—' : Math.abs(p) >= 10000 ? signed(p / 1000, 2, 'kW') : signed(p, 0, 'W'),
+    direction: dir,
+    directionText: dir === null ? (why ? 'unknown: ' + why : 'unknown') : dir,
+    directionColor: dir === 'charging' ? LEVEL_COLORS.ok : dir === 'discharging' ? '#2f81f7' : LEVEL_COLORS.unknown,
+  };
+}
+
+function socView(state, why) {
+  if (!state.estimator) return { configured: false };
+  const v = why ? null : state.estimator.soc;
+  const level = socLevel(v);
+  return {
+    configured: true,
+    soc: v,
+    text: v === null ? '—' : fixed(v, 1, '%'),
+    level: level,
+    color: levelColor(level),
+    // the filled share of the gauge's arc, 0..1; 0 when unknown (the arc is grey, the text "—")
+    fraction: v === null ? 0 : v / 100,
+    note: v === null ? 'SOC unknown' + (why ? ': ' + why : ' (no estimate yet)') : 'bank state of charge',
+  };
+}
+
+function sohLevel(v) {
+  if (v === null) return 'unknown';
+  return v < 70 ? 'alarm' : v < 80 ? 'warn' : 'ok';
+}
+
+// One row per pack that the hub knows (pack topics) or estimates (soc/health topics). A stale pack's
+// SOC is not shown (like its voltage); its capacity/SOH/resistance are long-term estimates and stay.
+function healthView(state, why, th, now) {
+  if (!state.estimator) return { configured: false };
+  const nums = {};
+  for (const n of Object.keys(state.packs)) nums[n] = true;
+  for (const n of Object.keys(state.packEst)) nums[n] = true;
+  const rows = Object.keys(nums)
+    .map(Number)
+    .sort((a, b) => a - b)
+    .map((n) => {
+      const est = state.packEst[n] || { soc: null, health: null };
+      const h = why || !est.health ? {} : est.health;
+      const packStale = state.packs[n] ? staleReason(state.packs[n], state, th, now) !== null : false;
+      const soc = why || packStale ? null : est.soc;
+      const cap = parseNumber(h.capacity_ah);
+      const soh = parseNumber(h.soh);
+      const r = parseNumber(h.resistance_mohm);
+      let conf = parseNumber(h.confidence);
+      if (conf !== null && (conf < 0 || conf > 1)) conf = null;
+      const sl = sohLevel(soh);
+      return {
+        pack: n,
+        label: 'P' + n,
+        socText: fixed(soc, 1, '%'),
+        capacityText: fixed(cap, 1, 'Ah'),
+        sohText: fixed(soh, 1, '%'),
+        sohColor: sl === 'unknown' ? '' : levelColor(sl),
+        resistanceText: fixed(r, 1, 'mΩ'),
+        confidenceText: conf === null ? '—' : Math.round(conf * 100) + ' %',
+        lowConfidence: conf !== null && conf < 0.5,
+        weakest: !why && h.weakest === true,
+      };
+    });
+  const weakest = rows.filter((r) => r.weakest).map((r) => r.pack);
+  return {
+    configured: true,
+    rows: rows,
+    weakest: weakest,
+    weakestText: weakest.length ? 'Weakest: pack ' + weakest.join(', ') : 'Weakest: —' + (why ? ' (' + why + ')' : ''),
+  };
+}
+
+function outputsView(state, why) {
+  const names = Object.keys(state.outputs).sort((a, b) => {
+    const ia = OUTPUT_ORDER.indexOf(a) < 0 ? 99 : OUTPUT_ORDER.indexOf(a);
+    const ib = OUTPUT_ORDER.indexOf(b) < 0 ? 99 : OUTPUT_ORDER.indexOf(b);
+    return ia - ib || (a < b ? -1 : a > b ? 1 : 0);
+  });
+  if (!names.length) return { configured: false, items: [], tripped: 0 };
+  const items = names.map((name) => {
+    const o = why ? null : state.outputs[name];
+    const d = OUTPUTS[name] || { label: name, closed: 'closed', open: 'open' };
+    const s = outputState(o);
+    const level = outputLevel(name, o);
+    const reason = o && o.reason !== null && o.reason !== undefined && String(o.reason) !== '' ? String(o.reason) : null;
+    const since = o ? sinceText(o.since) : null;
+    return {
+      name: name,
+      label: d.label,
+      state: s,
+      stateText: s === null ? 'UNKNOWN' : s.toUpperCase(),
+      meaning: s === null ? (why ? why : 'unknown') : d[s],
+      reason: reason,
+      sinceText: since ? 'since ' + since : '',
+      level: level,
+      color: level === 'info' ? '#2f81f7' : levelColor(level),
+      tripped: level === 'alarm',
+    };
+  });
+  return { configured: true, items: items, tripped: items.filter((x) => x.tripped).length };
+}
+
 // Apply one MQTT message to the state. Returns {ok, changed, events}; events feed the history charts
 // (fresh readings only) and the notifications (alarm raised/cleared, hub offline/online).
 function ingest(state, topic, payload, prefix, now) {
@@ -146,6 +423,7 @@ function ingest(state, topic, payload, prefix, now) {
   const res = { ok: !!t, changed: false, events: [] };
   if (!t) return res;
   res.changed = true;
+  state.lastHeard = now;
   if (t.kind === 'status') {
     const s = payloadText(payload).trim().toLowerCase();
     const was = state.status;
@@ -191,6 +469,43 @@ function ingest(state, topic, payload, prefix, now) {
     if (active !== was) {
       res.events.push({ type: 'alarm', name: t.name, active: active, text: alarmText(t.name, a) });
     }
+  } else if (t.kind === 'shunt') {
+    if (!state.shunt) state.shunt = { current: null, power: null, energy: null };
+    if (t.field === 'energy') {
+      const e = parseJson(payload);
+      if (e === null && payloadText(payload).trim() !== '') res.ok = false; // garbage: keep what we had
+      else state.shunt.energy = e; // empty payload: unknown
+    } else {
+      const v = parseNumber(payload);
+      state.shunt[t.field] = v;
+      if (v !== null) res.events.push({ type: t.field, series: t.field === 'current' ? 'current' : 'power', value: v });
+    }
+  } else if (t.kind === 'soc') {
+    if (!state.estimator) state.estimator = { soc: null };
+    state.estimator.soc = parsePercent(payload);
+  } else if (t.kind === 'packest') {
+    if (!state.estimator) state.estimator = { soc: null };
+    if (!state.packEst[t.pack]) state.packEst[t.pack] = { soc: null, health: null };
+    if (t.field === 'soc') state.packEst[t.pack].soc = parsePercent(payload);
+    else {
+      const h = parseJson(payload);
+      if (h === null && payloadText(payload).trim() !== '') res.ok = false;
+      else state.packEst[t.pack].health = h;
+    }
+  } else if (t.kind === 'output') {
+    const o = parseJson(payload);
+    const before = outputLevel(t.name, state.outputs[t.name]);
+    if (o === null && payloadText(payload).trim() !== '') {
+      res.ok = false;
+      return res;
+    }
+    state.outputs[t.name] = o === null ? { state: null, reason: null, since: null } : o;
+    const after = outputLevel(t.name, state.outputs[t.name]);
+    // a protection that trips is notified once (also when first seen tripped), and so is its return to
+    // normal; an output becoming unknown is not a return to normal
+    const tripped = after === 'alarm' && before !== 'alarm';
+    const back = before === 'alarm' && (after === 'ok' || after === 'info');
+    if (tripped || back) res.events.push({ type: 'output', name: t.name, tripped: tripped, text: outputText(t.name, state.outputs[t.name]) });
   } else if (t.kind === 'probe') {
     const v = parseNumber(payload);
     if (v === null) delete state.probes[t.id];
@@ -298,6 +613,7 @@ function buildView(state, th, now, bankName) {
       return { id: id, temperature: stale ? null : pr.temperature, text: stale ? 'STALE' : fixed(pr.temperature, 1, '°C'), stale: stale };
     });
   const status = state.status === 'online' ? 'online' : state.status === 'offline' ? 'offline' : 'unknown';
+  const batteryWhy = hubUnknownReason(state, th, now);
   return {
     bank: bankName || '',
     status: status,
@@ -320,6 +636,12 @@ function buildView(state, th, now, bankName) {
     probes: probes,
     alarms: activeAlarms(state),
     thresholds: th,
+    // the battery cards; each says configured:false until the hub sent its first topic of that kind
+    soc: socView(state, batteryWhy),
+    power: powerView(state, batteryWhy),
+    energy: energyView(state, batteryWhy),
+    health: healthView(state, batteryWhy, th, now),
+    outputs: outputsView(state, batteryWhy),
     updated: now,
   };
 }
@@ -346,6 +668,7 @@ function notification(ev, bankName) {
   if (ev.type === 'alarm') return (ev.active ? '⚠ ALARM ' : '✓ cleared ') + where + ev.text;
   if (ev.type === 'status' && !ev.online) return '⚠ ' + where + 'hub OFFLINE — values are stale';
   if (ev.type === 'status' && ev.online && ev.was === 'offline') return '✓ ' + where + 'hub back online';
+  if (ev.type === 'output') return (ev.tripped ? '⚠ ' : '✓ ') + where + ev.text;
   return null;
 }
 
@@ -370,4 +693,15 @@ module.exports = {
   barChartData,
   voltageAxis,
   notification,
+  parsePercent,
+  signed,
+  outputLevel,
+  outputText,
+  sinceText,
+  hubUnknownReason,
+  energyView,
+  powerView,
+  socView,
+  healthView,
+  outputsView,
 };

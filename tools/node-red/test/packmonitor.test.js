@@ -241,3 +241,279 @@ test('probes are shown, and stale when old', () => {
   assert.deepEqual(pm.buildView(s, TH, 1000, 'b').probes, [{ id: '28ff01', temperature: 19.5, text: '19.5 °C', stale: false }]);
   assert.equal(pm.buildView(s, TH, 120000, 'b').probes[0].text, 'STALE');
 });
+
+// ---- battery cards: current/power/energy (shunt), SOC and health (estimator), outputs (protection) ----
+
+function health(capacity, soh, r, conf, weakest) {
+  return JSON.stringify({ capacity_ah: capacity, soh: soh, resistance_mohm: r, confidence: conf, weakest: weakest });
+}
+
+function batteryBank(s, now) {
+  scan(s, now, [[1, 3.31, 25], [2, 3.32, 25], [3, 3.30, 25]]);
+  pm.ingest(s, P + '/bank/current', '12.345', P, now);
+  pm.ingest(s, P + '/bank/power', '640.2', P, now);
+  pm.ingest(s, P + '/bank/soc', '62.5', P, now);
+  pm.ingest(s, P + '/bank/energy', JSON.stringify({ in_wh: 123456, out_wh: 98765.4, in_ah: 2400.5, out_ah: 1900.25,
+    today: { in_wh: 1234, out_wh: 567, in_ah: 24.5, out_ah: 11 }, date: '2026-11-30' }), P, now);
+  pm.ingest(s, P + '/pack/1/soc', '63.0', P, now);
+  pm.ingest(s, P + '/pack/2/soc', '61.9', P, now);
+  pm.ingest(s, P + '/pack/3/soc', '62.4', P, now);
+  pm.ingest(s, P + '/pack/1/health', health(98.5, 97.1, 1.9, 0.8, false), P, now);
+  pm.ingest(s, P + '/pack/2/health', health(91.2, 89.9, 2.6, 0.8, true), P, now);
+  pm.ingest(s, P + '/pack/3/health', health(97.7, 96.5, 2.0, 0.3, false), P, now);
+}
+
+test('parseTopic: the battery topics', () => {
+  assert.deepEqual(pm.parseTopic(P + '/bank/current', P), { kind: 'shunt', field: 'current' });
+  assert.deepEqual(pm.parseTopic(P + '/bank/power', P), { kind: 'shunt', field: 'power' });
+  assert.deepEqual(pm.parseTopic(P + '/bank/energy', P), { kind: 'shunt', field: 'energy' });
+  assert.deepEqual(pm.parseTopic(P + '/bank/soc', P), { kind: 'soc' });
+  assert.deepEqual(pm.parseTopic(P + '/pack/7/soc', P), { kind: 'packest', pack: 7, field: 'soc' });
+  assert.deepEqual(pm.parseTopic(P + '/pack/7/health', P), { kind: 'packest', pack: 7, field: 'health' });
+  assert.deepEqual(pm.parseTopic(P + '/output/charge_enable', P), { kind: 'output', name: 'charge_enable' });
+  for (const bad of [P + '/cmd/reset', P + '/output/', P + '/output/Fan!', P + '/bank/voltage', P + '/pack/0/soc', P + '/output/fan/x']) {
+    assert.equal(pm.parseTopic(bad, P), null, bad);
+  }
+});
+
+test('a hub without shunt or battery config: the cards say so, never zeros', () => {
+  const s = pm.newState();
+  scan(s, 0, [[1, 3.31, 25]]);
+  const v = pm.buildView(s, TH, 0, 'b');
+  for (const card of ['soc', 'power', 'energy', 'health', 'outputs']) assert.equal(v[card].configured, false, card);
+  assert.equal(v.outputs.items.length, 0);
+  // a shunt but no estimator: current is shown, SOC still "not configured"
+  pm.ingest(s, P + '/bank/current', '0.000', P, 0);
+  const v2 = pm.buildView(s, TH, 0, 'b');
+  assert.equal(v2.power.configured, true);
+  assert.equal(v2.power.currentText, '0.000 A');
+  assert.equal(v2.power.directionText, 'idle');
+  assert.equal(v2.energy.configured, true);
+  assert.equal(v2.energy.known, false, 'no energy message yet: unknown, not 0 kWh');
+  assert.equal(v2.soc.configured, false);
+  assert.equal(v2.health.configured, false);
+});
+
+test('current, power, SOC and energy of a bank with a shunt and a battery model', () => {
+  const s = pm.newState();
+  batteryBank(s, 1000);
+  const v = pm.buildView(s, TH, 1500, 'b');
+  assert.equal(v.power.currentText, '+12.345 A');
+  assert.equal(v.power.powerText, '+640 W');
+  assert.equal(v.power.directionText, 'charging');
+  assert.equal(v.soc.text, '62.5 %');
+  assert.equal(v.soc.fraction, 0.625);
+  assert.equal(v.soc.level, 'ok');
+  assert.equal(v.energy.known, true);
+  assert.equal(v.energy.date, '2026-11-30');
+  assert.equal(v.energy.today.in_whText, '1.23 kWh');
+  assert.equal(v.energy.today.out_whText, '0.57 kWh');
+  assert.equal(v.energy.today.in_ahText, '24.5 Ah');
+  assert.equal(v.energy.lifetime.in_whText, '123.46 kWh');
+  assert.equal(v.energy.lifetime.out_whText, '98.77 kWh');
+  assert.equal(v.energy.lifetime.out_ahText, '1900.3 Ah');
+  assert.equal(v.energy.showAh, true);
+  pm.ingest(s, P + '/bank/current', '-40.5', P, 2000);
+  pm.ingest(s, P + '/bank/power', '-12800', P, 2000);
+  pm.ingest(s, P + '/bank/soc', '8.0', P, 2000);
+  const d = pm.buildView(s, TH, 2000, 'b');
+  assert.equal(d.power.currentText, '-40.500 A');
+  assert.equal(d.power.powerText, '-12.80 kW');
+  assert.equal(d.power.directionText, 'discharging');
+  assert.equal(d.soc.level, 'alarm');
+  assert.notEqual(d.soc.color, v.soc.color);
+});
+
+test('unknown values (empty payload, JSON null) show "—", never 0 and never the last value', () => {
+  const s = pm.newState();
+  batteryBank(s, 0);
+  // the hub deletes the retained plain values it does not know any more
+  let r = pm.ingest(s, P + '/bank/current', '', P, 1000);
+  assert.equal(r.ok, true);
+  assert.deepEqual(r.events, [], 'no chart point for an unknown current');
+  pm.ingest(s, P + '/bank/power', '', P, 1000);
+  pm.ingest(s, P + '/bank/soc', '', P, 1000);
+  pm.ingest(s, P + '/pack/2/soc', '', P, 1000);
+  pm.ingest(s, P + '/pack/3/health', JSON.stringify({ capacity_ah: null, soh: null, resistance_mohm: 2.1, confidence: null, weakest: false }), P, 1000);
+  pm.ingest(s, P + '/bank/energy', JSON.stringify({ in_wh: 123456, out_wh: null, today: null, date: null }), P, 1000);
+  const v = pm.buildView(s, TH, 1000, 'b');
+  assert.equal(v.power.currentText, '—');
+  assert.equal(v.power.current, null);
+  assert.equal(v.power.powerText, '—');
+  assert.equal(v.power.directionText, 'unknown');
+  assert.equal(v.soc.text, '—');
+  assert.equal(v.soc.soc, null);
+  assert.equal(v.soc.fraction, 0);
+  assert.equal(v.soc.note, 'SOC unknown (no estimate yet)');
+  const h = v.health.rows;
+  assert.equal(h[1].socText, '—');
+  assert.equal(h[0].socText, '63.0 %');
+  assert.deepEqual([h[2].capacityText, h[2].sohText, h[2].resistanceText, h[2].confidenceText], ['—', '—', '2.1 mΩ', '—']);
+  assert.equal(v.energy.lifetime.in_whText, '123.46 kWh');
+  assert.equal(v.energy.lifetime.out_whText, '—');
+  assert.equal(v.energy.lifetime.in_ah, undefined, 'absent fields are not shown');
+  assert.equal(v.energy.showAh, false);
+  assert.equal(v.energy.date, null, 'no date: no made-up day');
+  assert.equal(v.energy.today.in_whText, '—', 'today: null is unknown, not 0');
+  // an empty energy payload: the whole card is unknown
+  pm.ingest(s, P + '/bank/energy', '', P, 1000);
+  assert.equal(pm.buildView(s, TH, 1000, 'b').energy.known, false);
+  // garbage is refused and leaves the state as it was; out-of-range SOC is unknown, not clamped
+  assert.equal(pm.ingest(s, P + '/bank/energy', '{oops', P, 1000).ok, false);
+  pm.ingest(s, P + '/bank/soc', '104', P, 1000);
+  assert.equal(pm.buildView(s, TH, 1000, 'b').soc.text, '—');
+  pm.ingest(s, P + '/bank/soc', '-1', P, 1000);
+  assert.equal(pm.buildView(s, TH, 1000, 'b').soc.text, '—');
+  pm.ingest(s, P + '/bank/soc', '100', P, 1000);
+  assert.equal(pm.buildView(s, TH, 1000, 'b').soc.text, '100.0 %');
+  // a deleted health topic: the row stays, every estimate unknown
+  pm.ingest(s, P + '/pack/1/health', '', P, 1000);
+  const row = pm.buildView(s, TH, 1000, 'b').health.rows[0];
+  assert.deepEqual([row.capacityText, row.sohText, row.weakest], ['—', '—', false]);
+});
+
+test('energy payload read defensively: other names, nesting, only what is present', () => {
+  const s = pm.newState();
+  pm.ingest(s, P + '/bank/energy', JSON.stringify({ lifetime: { charged_wh: 2000, discharged_wh: 1500 }, today: { in_wh: 0, out_wh: 250 } }), P, 0);
+  const e = pm.buildView(s, TH, 0, 'b').energy;
+  assert.equal(e.lifetime.in_whText, '2.00 kWh');
+  assert.equal(e.lifetime.out_whText, '1.50 kWh');
+  assert.equal(e.today.in_whText, '0.00 kWh', 'a real 0 is shown as 0');
+  assert.equal(e.today.out_whText, '0.25 kWh');
+  assert.equal(e.showAh, false);
+  pm.ingest(s, P + '/bank/energy', JSON.stringify({ in_wh: 'x', out_wh: 10 }), P, 0);
+  const e2 = pm.buildView(s, TH, 0, 'b').energy;
+  assert.equal(e2.lifetime.in_whText, '—');
+  assert.equal(e2.today.present, false, 'no today in the payload: no today row');
+});
+
+test('health table: one row per pack, the weakest pack pointed at', () => {
+  const s = pm.newState();
+  batteryBank(s, 0);
+  const h = pm.buildView(s, TH, 0, 'b').health;
+  assert.deepEqual(h.rows.map((r) => r.pack), [1, 2, 3]);
+  assert.deepEqual(h.weakest, [2]);
+  assert.equal(h.weakestText, 'Weakest: pack 2');
+  assert.deepEqual(h.rows.map((r) => r.weakest), [false, true, false]);
+  const r2 = h.rows[1];
+  assert.deepEqual([r2.socText, r2.capacityText, r2.sohText, r2.resistanceText, r2.confidenceText], ['61.9 %', '91.2 Ah', '89.9 %', '2.6 mΩ', '80 %']);
+  assert.equal(h.rows[2].lowConfidence, true);
+  assert.equal(h.rows[0].lowConfidence, false);
+  // SOH colours
+  pm.ingest(s, P + '/pack/1/health', health(70, 75.0, 4, 0.9, false), P, 0);
+  pm.ingest(s, P + '/pack/3/health', health(60, 65.0, 6, 0.9, false), P, 0);
+  const rows = pm.buildView(s, TH, 0, 'b').health.rows;
+  assert.equal(rows[0].sohColor, pm.LEVEL_COLORS.warn);
+  assert.equal(rows[1].sohColor, pm.LEVEL_COLORS.ok);
+  assert.equal(rows[2].sohColor, pm.LEVEL_COLORS.alarm);
+  // the hub moves the pointer: the old flag goes, the new one comes
+  pm.ingest(s, P + '/pack/2/health', health(91.2, 89.9, 2.6, 0.8, false), P, 0);
+  pm.ingest(s, P + '/pack/3/health', health(60, 65.0, 6, 0.9, true), P, 0);
+  assert.equal(pm.buildView(s, TH, 0, 'b').health.weakestText, 'Weakest: pack 3');
+  // nobody flagged (e.g. not enough data yet): no pointer, not a guess from the numbers
+  pm.ingest(s, P + '/pack/3/health', health(60, 65.0, 6, 0.9, null), P, 0);
+  const none = pm.buildView(s, TH, 0, 'b').health;
+  assert.deepEqual(none.weakest, []);
+  assert.equal(none.weakestText, 'Weakest: —');
+  // a stale pack's SOC is unknown even if the hub still had one; its long-term estimates stay
+  pm.ingest(s, P + '/pack/2/state', JSON.stringify({ pack: 2, voltage: null, temperature: null, flags: [], bad_frames: 0, stale: true }), P, 0);
+  const r2s = pm.buildView(s, TH, 0, 'b').health.rows[1];
+  assert.deepEqual([r2s.socText, r2s.capacityText], ['—', '91.2 Ah']);
+  // a pack estimated before its first scan still gets a row
+  pm.ingest(s, P + '/pack/9/soc', '50', P, 0);
+  assert.deepEqual(pm.buildView(s, TH, 0, 'b').health.rows.map((r) => r.pack), [1, 2, 3, 9]);
+});
+
+test('hub offline or silent: every battery value unknown, no weakest pointer', () => {
+  const s = pm.newState();
+  batteryBank(s, 0);
+  pm.ingest(s, P + '/output/charge_enable', JSON.stringify({ state: 'closed', reason: 'ok', since: 1796011200 }), P, 0);
+  pm.ingest(s, P + '/status', 'offline', P, 1000);
+  const v = pm.buildView(s, TH, 1000, 'b');
+  assert.equal(v.soc.text, '—');
+  assert.equal(v.soc.note, 'SOC unknown: hub offline');
+  assert.equal(v.power.currentText, '—');
+  assert.equal(v.power.powerText, '—');
+  assert.equal(v.power.directionText, 'unknown: hub offline');
+  assert.equal(v.energy.known, false);
+  assert.equal(v.energy.unknownText, 'unknown: hub offline');
+  assert.ok(v.health.rows.every((r) => r.socText === '—' && r.capacityText === '—' && r.sohText === '—' && !r.weakest));
+  assert.equal(v.health.weakestText, 'Weakest: — (hub offline)');
+  assert.equal(v.outputs.items[0].stateText, 'UNKNOWN');
+  assert.equal(v.outputs.items[0].meaning, 'hub offline');
+  assert.equal(v.outputs.items[0].reason, null, 'no stale reason shown');
+  // back online: the values come back (the hub republishes; here the state was kept)
+  pm.ingest(s, P + '/status', 'online', P, 2000);
+  assert.equal(pm.buildView(s, TH, 2000, 'b').soc.text, '62.5 %');
+  // nothing at all from the hub for stale_after_s (Node-RED lost the broker, hub hung): unknown
+  const silent = pm.buildView(s, TH, 2000 + 61000, 'b');
+  assert.equal(silent.soc.text, '—');
+  assert.match(silent.soc.note, /nothing from the hub for 61 s/);
+  assert.equal(silent.power.currentText, '—');
+  assert.equal(pm.buildView(s, TH, 2000 + 59000, 'b').soc.text, '62.5 %', 'a steady SOC does not age on its own');
+});
+
+test('outputs: CLOSED/OPEN with reason and since, a tripped protection stands out and is notified once', () => {
+  process.env.TZ = 'UTC';
+  const s = pm.newState();
+  pm.ingest(s, P + '/status', 'online', P, 0);
+  const out = (name, o) => pm.ingest(s, P + '/output/' + name, JSON.stringify(o), P, 0);
+  let r = out('fan', { state: 'closed', reason: 'temperature 41.0 °C', since: 1796011200 });
+  assert.deepEqual(r.events, []);
+  r = out('charge_enable', { state: 'closed', reason: 'ok', since: 1796011200 });
+  assert.deepEqual(r.events, []);
+  r = out('buzzer', { state: 'open', reason: null, since: null });
+  assert.deepEqual(r.events, []);
+  r = out('discharge_enable', { state: 'open', reason: 'pack 3 low (2.95 V)', since: 1796011260 });
+  assert.equal(r.events.length, 1);
+  assert.equal(r.events[0].tripped, true);
+  assert.equal(pm.notification(r.events[0], 'bank1'), '⚠ bank1: Discharge OPEN (disconnected): pack 3 low (2.95 V)');
+  r = out('discharge_enable', { state: 'open', reason: 'pack 3 low (2.95 V)', since: 1796011260 }); // republished
+  assert.deepEqual(r.events, []);
+  const v = pm.buildView(s, TH, 0, 'b').outputs;
+  assert.deepEqual(v.items.map((o) => o.name), ['charge_enable', 'discharge_enable', 'fan', 'buzzer']);
+  assert.equal(v.tripped, 1);
+  const [ch, dis, fan, buz] = v.items;
+  assert.deepEqual([ch.stateText, ch.meaning, ch.level, ch.tripped], ['CLOSED', 'connected', 'ok', false]);
+  assert.deepEqual([dis.stateText, dis.meaning, dis.level, dis.tripped], ['OPEN', 'disconnected', 'alarm', true]);
+  assert.equal(dis.reason, 'pack 3 low (2.95 V)');
+  assert.equal(dis.sinceText, 'since 2026-11-30 04:01:00');
+  assert.equal(dis.color, pm.LEVEL_COLORS.alarm);
+  assert.deepEqual([fan.stateText, fan.meaning, fan.level], ['CLOSED', 'on', 'info']);
+  assert.deepEqual([buz.stateText, buz.meaning, buz.level, buz.reason, buz.sinceText], ['OPEN', 'silent', 'ok', null, '']);
+  // the buzzer sounding is a protection acting too
+  r = out('buzzer', { state: 'closed', reason: 'alarm pack_low', since: 1796011260 });
+  assert.equal(r.events[0].tripped, true);
+  // unknown state (JSON null, empty payload) is UNKNOWN, not a return to normal
+  r = out('discharge_enable', { state: null, reason: null, since: null });
+  assert.deepEqual(r.events, []);
+  assert.equal(pm.buildView(s, TH, 0, 'b').outputs.items[1].stateText, 'UNKNOWN');
+  r = pm.ingest(s, P + '/output/charge_enable', '', P, 0);
+  assert.equal(pm.buildView(s, TH, 0, 'b').outputs.items[0].level, 'unknown');
+  // back to closed after a trip: notified as cleared
+  out('charge_enable', { state: 'open', reason: 'pack 1 high', since: 0 });
+  r = out('charge_enable', { state: 'closed', reason: 'reset', since: 1796011400 });
+  assert.equal(r.events[0].tripped, false);
+  assert.equal(pm.notification(r.events[0], 'b'), '✓ b: Charge CLOSED (connected): reset');
+  assert.equal(pm.ingest(s, P + '/output/fan', 'closed', P, 0).ok, false, 'not JSON: refused');
+  // an output this dashboard does not know is still shown, after the known ones
+  out('aux_relay', { state: 'closed', reason: 'manual', since: null });
+  const items = pm.buildView(s, TH, 0, 'b').outputs.items;
+  assert.deepEqual([items[4].name, items[4].label, items[4].level], ['aux_relay', 'aux_relay', 'info']);
+});
+
+test('since: epoch seconds/ms, MicroPython 2000 epoch, uptime, strings', () => {
+  process.env.TZ = 'UTC';
+  assert.equal(pm.sinceText(1796011200), '2026-11-30 04:00:00');
+  assert.equal(pm.sinceText(1796011200000), '2026-11-30 04:00:00');
+  assert.equal(pm.sinceText(1796011200 - 946684800), '2026-11-30 04:00:00');
+  assert.equal(pm.sinceText(42), 'uptime 42 s');
+  assert.equal(pm.sinceText(125), 'uptime 2 min 05 s');
+  assert.equal(pm.sinceText(7380), 'uptime 2 h 03 min');
+  assert.equal(pm.sinceText('2026-11-30T05:40:00Z'), '2026-11-30T05:40:00Z');
+  assert.equal(pm.sinceText(null), null);
+  assert.equal(pm.sinceText(-5), null);
+  assert.equal(pm.signed(0, 3, 'A'), '0.000 A');
+  assert.equal(pm.signed(-0.0001, 3, 'A'), '0.000 A', 'no "-0.000"');
+  assert.equal(pm.signed(null, 3, 'A'), '—');
+});

@@ -3,11 +3,14 @@
 // browser download), driven step by step so a test can publish MQTT messages while the page is open:
 //
 //   node render.js URL
-//   stdin, one JSON object per line:  {"expect": ["3.312 V", ...], "screenshot": "out.png", "timeout": 30}
-//   stdout, one JSON line per step:   {"ok", "missing", "text", "charts", "notifications", "pageErrors"}
+//   stdin, one JSON object per line:  {"expect": ["3.312 V", ...], "absent": ["62.5 %"], "screenshot": "out.png",
+//                                      "reload": false, "click": "css selector", "timeout": 30}
+//   stdout, one JSON line per step:   {"ok", "missing", "text", "charts", "notifications", "weakestRows",
+//                                      "outputLevels", "resetButtons", "pageErrors"}
 //
 // Prints {"ready": true} once the page has loaded. A step waits until every expected text is on the
-// page (texts of the echarts charts count: echarts writes a chart's data into an aria-label), then
+// page (texts of the echarts charts count: echarts writes a chart's data into an aria-label) and every
+// "absent" text is gone from the page's text, then
 // takes the screenshot (also when texts are missing, to see why). Exits when stdin closes.
 // playwright-core is looked up in PACKMON_NODE_RED_DIR (the folder tools/node-red/install.sh fills).
 'use strict';
@@ -37,19 +40,37 @@ async function snapshot(page) {
     notifications: Array.from(document.querySelectorAll('.v-snackbar__content, .nrdb-ui-notification'))
       .map((e) => e.innerText.trim())
       .filter(Boolean),
+    // what colour/highlight says and text alone does not: the highlighted health rows, output levels
+    weakestRows: Array.from(document.querySelectorAll('tr[data-weakest="true"]')).map((e) => e.getAttribute('data-pack')),
+    resetButtons: Array.from(document.querySelectorAll('[data-output] button')).map((b) =>
+      b.closest('[data-output]').getAttribute('data-output')
+    ),
+    outputLevels: Object.fromEntries(
+      Array.from(document.querySelectorAll('[data-output]')).map((e) => [e.getAttribute('data-output'), e.getAttribute('data-level')])
+    ),
   }));
 }
 
 async function step(page, cmd, errors) {
   const timeout = (cmd.timeout || 30) * 1000;
   const expect = cmd.expect || [];
+  const absent = cmd.absent || [];
   const deadline = Date.now() + timeout;
+  if (cmd.reload) {
+    // a browser opening the page now: the widgets replay their stored messages (and echarts writes the
+    // aria-label of a chart whose data came while the page was open only when it is drawn afresh)
+    await page.reload({ waitUntil: 'domcontentloaded', timeout: timeout });
+    await page.waitForSelector('text=Pack Monitor', { timeout: timeout });
+  }
+  if (cmd.click) await page.click(cmd.click, { timeout: timeout });
   let snap = await snapshot(page);
   let missing = expect;
+  let present = absent;
   for (;;) {
     const all = [snap.text].concat(snap.charts, snap.notifications).join('\n');
     missing = expect.filter((t) => !all.includes(t));
-    if (!missing.length || Date.now() > deadline) break;
+    present = absent.filter((t) => snap.text.includes(t));
+    if ((!missing.length && !present.length) || Date.now() > deadline) break;
     await page.waitForTimeout(200);
     snap = await snapshot(page);
   }
@@ -57,7 +78,7 @@ async function step(page, cmd, errors) {
     await page.waitForTimeout(cmd.settle_ms === undefined ? 1500 : cmd.settle_ms); // chart animations
     await page.screenshot({ path: cmd.screenshot, fullPage: true });
   }
-  return Object.assign({ ok: missing.length === 0, missing: missing, pageErrors: errors.slice() }, snap);
+  return Object.assign({ ok: missing.length === 0 && present.length === 0, missing: missing, present: present, pageErrors: errors.slice() }, snap);
 }
 
 async function main() {
