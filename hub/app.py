@@ -84,9 +84,9 @@ class Hub:
         p.store = self.store
         for k in range(len(protect.NAMES)):
             self.port.set_output(k, p.state[k])  # discharge closes here when it is not held at boot
-        from hub.config import warnings
+        from hub.config import WARNINGS
 
-        for w in warnings(cfg):
+        for w in WARNINGS:
             self.log("warning", w)
 
     def log(self, level, msg):

@@ -404,8 +404,9 @@ class BoardPort(Port):
         # every GPIO back to a de-energised input, which opens every (non-inverted) relay
         wd = cfg["watchdog_s"]
         self.outputs_used = False
-        for name in ("charge_enable", "discharge_enable", "fan", "buzzer"):
-            if cfg["outputs"][name]["pin"] is not None:
+        outs = cfg.get("outputs") or {}  # hub/protect_config.py: present only in a config that has it
+        for name in outs:
+            if outs[name]["pin"] is not None:
                 self.outputs_used = True
         if self.outputs_used:
             cap = cfg["protect"]["watchdog_s"]

@@ -99,11 +99,13 @@ class Protect:
         self.ever_whole = False
         self.expected = self.packs
         self._td = None
-        # conditions with hysteresis (1 = holding)
-        self._hi = 0
-        self._lo = 0
-        self._hot = 0
-        self._cold = 0
+        # conditions with hysteresis (1 = holding). They start as if tripped: after a restart an output
+        # closes only once its value is back past the hysteresis, so a pack sitting on a limit at boot
+        # does not get one close-then-trip cycle
+        self._hi = 1
+        self._lo = 1
+        self._hot = 1
+        self._cold = 1
         self._fan = 0
         # the value and pack behind the last decision, for the reason text
         self.value = [0] * k
@@ -201,11 +203,9 @@ class Protect:
             self._hi = 1 if (vmax >= self.high if not self._hi else vmax > self.high - self.hyst_mv) else 0
             self._lo = 1 if (vmin <= self.low if not self._lo else vmin < self.low + self.hyst_mv) else 0
             if self.latch_high and vmax >= self.latch_high and self.latched[CHARGE] != R_LATCH_HIGH:
-                self.latched[CHARGE] = R_LATCH_HIGH
-                self._persist()
+                self._latch(CHARGE, R_LATCH_HIGH, vmax, vmaxp)
             if self.latch_low and vmin <= self.latch_low and self.latched[DISCHARGE] != R_LATCH_LOW:
-                self.latched[DISCHARGE] = R_LATCH_LOW
-                self._persist()
+                self._latch(DISCHARGE, R_LATCH_LOW, vmin, vminp)
         if tmaxp:
             self._hot = 1 if (tmax > self.temp_high if not self._hot else tmax > self.temp_high - self.hyst_dc) else 0
             self._fan = 1 if (tmax > self.fan_on if not self._fan else tmax > self.fan_on - self.hyst_dc) else 0
@@ -266,6 +266,8 @@ class Protect:
         elif oc_d:
             r, val = R_OC_DISCHARGE, shunt.current_ma
         self._want(DISCHARGE, r, val, pk, now, True)
+        if booting:
+            return self._count()  # fan and buzzer keep their boot state too, until the first whole scan
         # -- fan (on = protective) ----------------------------------------------------------------
         if self._fan:
             self._want(FAN, R_HOT, tmax, tmaxp, now, False)
@@ -273,20 +275,35 @@ class Protect:
             self._want(FAN, R_IDLE, tmax, tmaxp, now, False)
         # -- buzzer (on = protective) -------------------------------------------------------------
         on = 0
+        val = 0
+        pk = 0
         if self.buzz_latched and (self.latched[CHARGE] or self.latched[DISCHARGE]):
-            on = R_LATCH_HIGH if self.latched[CHARGE] else R_LATCH_LOW
-        elif self.buzz_trip and not booting and (not self.state[CHARGE] or not self.state[DISCHARGE]):
-            on = self.reason[CHARGE] if not self.state[CHARGE] else self.reason[DISCHARGE]
+            k = CHARGE if self.latched[CHARGE] else DISCHARGE
+            on, val, pk = self.latched[k], self.value[k], self.pack[k]
+        elif self.buzz_trip and (not self.state[CHARGE] or not self.state[DISCHARGE]):
+            k = CHARGE if not self.state[CHARGE] else DISCHARGE
+            on, val, pk = self.reason[k], self.value[k], self.pack[k]
         elif alarms is not None:
             for a in self.buzz_alarms:
                 if alarms.active[a]:
                     on = R_ALARM
                     break
-        self._want(BUZZER, on if on else R_IDLE, 0, 0, now, False)
+        self._want(BUZZER, on if on else R_IDLE, val, pk, now, False)
+        return self._count()
+
+    def _count(self):
         c = 0
         for k in range(len(NAMES)):
             c += self.changed[k]
         return c
+
+    def _latch(self, k, r, v, pk):
+        self.latched[k] = r
+        lim = self.latch_high if r == R_LATCH_HIGH else self.latch_low
+        self.events.append((k, "protect: %s LATCHED open: pack %d at %s V %s %s V (absolute limit); only a manual "
+                            "reset closes it" % (NAMES[k], pk, _fx(v, 3), ">=" if r == R_LATCH_HIGH else "<=",
+                                                 _fx(lim, 3))))
+        self._persist()
 
     def _want(self, k, r, val, pk, now, open_protects):
         """Output k should be protective (r != R_OK/R_IDLE) or may return. open_protects: the protective
@@ -315,8 +332,8 @@ class Protect:
         self.events.append((k, self.describe(k)))
 
     def tripped(self, k):
-        """Whether output k is in its protective state for a protection reason (not boot/idle)."""
-        return self.reason[k] not in (R_OK, R_IDLE, R_BOOT, R_RESET)
+        """Whether charge/discharge output k is open for a protection reason (not boot): worth P/error."""
+        return k < FAN and self.reason[k] not in (R_OK, R_IDLE, R_BOOT, R_RESET)
 
     def describe(self, k):
         """One line for the log and P/error (allocates: called on change only)."""

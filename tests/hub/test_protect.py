@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from packmon.sim.clock import SimClock
 
-from hub import config
+from hub import config, protect_config
 from hub.alarms import NAMES as ALARM_NAMES
 from hub.persist import Store
 from hub.protect import BUZZER, CHARGE, DISCHARGE, FAN, NAMES, REASONS, Protect
@@ -64,6 +64,16 @@ def test_boot_is_safe_until_every_pack_has_a_fresh_reading() -> None:
     assert p.state[CHARGE] == 0 and p.state[DISCHARGE] == 0 and REASONS[p.reason[CHARGE]] == "boot"
     step(p, bank, 100)
     assert p.state[CHARGE] == 1 and p.state[DISCHARGE] == 1  # no minimum off time after boot
+
+
+def test_after_boot_an_output_closes_only_past_the_hysteresis() -> None:
+    p = Protect(cfg(), ALARM_NAMES)
+    bank = FakeBank(2, mv=4120)  # below the 4.15 V limit but inside its 50 mV hysteresis
+    step(p, bank, 0)
+    assert p.state[CHARGE] == 0 and p.state[DISCHARGE] == 1 and REASONS[p.reason[CHARGE]] == "pack_high"
+    bank.mv = [4099, 4099]
+    step(p, bank, 1000)
+    assert p.state[CHARGE] == 1  # the boot state is not a trip: no minimum off time
 
 
 def test_hold_discharge_at_boot_false_closes_discharge_until_stale_time() -> None:
@@ -310,7 +320,12 @@ def test_chatter_would_be_caught_without_hysteresis_or_min_times() -> None:
     for t in range(20):
         bank.mv[0] = 4150 if t % 2 else 4149
         step(q, bank, t * 1000)
-    assert q.changes[CHARGE] == 2  # closed at boot, opened once
+    assert q.changes[CHARGE] == 0  # at boot inside the hysteresis band: charge never closes
+    r = Protect(cfg(), ALARM_NAMES)
+    for t in range(20):
+        bank.mv[0] = 3900 if t < 3 else (4150 if t % 2 else 4149)
+        step(r, bank, t * 1000)
+    assert r.changes[CHARGE] == 2  # closed at boot, opened once, stays open
 
 
 # -- config --------------------------------------------------------------------------------------
@@ -354,11 +369,11 @@ def test_i2c_pins_of_the_shunt_block_are_taken() -> None:
     c = config.validate({"mqtt": {"host": "h"}, "outputs": {"buzzer": {"pin": 22}}}, need_wifi=False)
     c["shunt"] = {"enabled": True, "i2c": {"id": 0, "sda": 21, "scl": 22}}
     problems: list[str] = []
-    config._check_protect(c, problems)
+    protect_config.check(c, problems, config._num, config._bool)
     assert problems == ["outputs.buzzer.pin: GPIO22 is already used by shunt.i2c.scl"]
     c["shunt"]["enabled"] = False
     problems = []
-    config._check_protect(c, problems)
+    protect_config.check(c, problems, config._num, config._bool)
     assert problems == []
 
 
