@@ -66,18 +66,18 @@ def spec(name: str, short: bool = False) -> Spec:
     base = {"min_on_s": 10, "min_off_s": 60, "stale_s": 6, "hysteresis_v": 0.1}
     if name == "runaway_charger":
         # a charger whose CV setpoint is far too high keeps pushing 0.5C into full packs
-        s = Spec(name, soc=0.795, charger=(10.0, 4.40, None), duration_s=150 if short else 400)
+        s = Spec(name, soc=0.75, charger=(10.0, 4.40, None), duration_s=400)
     elif name == "series_imbalance":
         # CV at 4.10 V a pack looks healthy on the bank voltage, but pack 3 is 12 % ahead of the others
-        s = Spec(name, soc=[0.70, 0.70, 0.80, 0.70], charger=(10.0, 4.10, 0.5), duration_s=200 if short else 600)
+        s = Spec(name, soc=[0.68, 0.68, 0.77, 0.68], charger=(10.0, 4.10, 0.5), duration_s=600)
     elif name == "weak_pack_night":
         # an inverter at 0.5C all night; pack 2 has 70 % of the others' capacity and empties first
         s = Spec(name, soc=0.08, capacity=[1.0, 0.7, 1.0, 1.0], load_a=10.0, limit="low",
-                 duration_s=300 if short else 400)
+                 duration_s=500)
     elif name == "hot_pack":
         # pack 4 heats from within (5 W, e.g. a failing cell) while the bank charges
         s = Spec(name, soc=0.5, temp_c=[30.0, 30.0, 30.0, 45.0], heat_w=[0, 0, 0, 15.0],
-                 charger=(10.0, 4.10, 0.5), load_a=0.0, limit="temp", duration_s=250 if short else 400)
+                 charger=(10.0, 4.10, 0.5), load_a=0.0, limit="temp", duration_s=400)
     elif name == "ring_broken_charging":
         s = Spec(name, soc=0.5, charger=(10.0, 4.10, 0.5), load_a=2.0, ring_break_at=20.0, limit="stale",
                  duration_s=60 if short else 120)
@@ -94,7 +94,7 @@ def spec(name: str, short: bool = False) -> Spec:
         # appliance draws 20 A for 120 s, pulls it below the return threshold, and the float pushes it back
         fit_soc = CellFit.load().soc_at(4.147)
         s = Spec(name, soc=fit_soc, charger=(10.0, 4.15, None), load_a=0.3, noise_mv=6, pulse_a=20.0,
-                 pulse_on_s=120.0, pulse_period_s=400.0, limit="flap", duration_s=900 if short else 2000)
+                 pulse_on_s=120.0, pulse_period_s=400.0, limit="flap", duration_s=2000)
     else:
         raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(IDS)}")
     base.update(s.protect)
@@ -297,13 +297,16 @@ class Loop:
 
 
 # -- measuring -----------------------------------------------------------------------------------------
-def _crossing(trace, pack_sel, limit: float, above: bool) -> tuple[float | None, int]:
+def _crossing(trace, pack_sel, limit: float, above: bool, seen=None) -> tuple[float | None, int]:  # noqa: ANN001
+    """When the first pack reached `limit` (interpolated between steps). seen(volts) -> what a node
+    reports for a true voltage (V), for an engine whose ADC step is coarse; then the crossing is the step
+    at which the node's reading first reaches the limit."""
     prev = None
     for t, volts, _, _ in trace:
         for i in pack_sel:
-            v = volts[i]
+            v = volts[i] if seen is None else seen(volts[i])
             if (v >= limit) if above else (v <= limit):
-                if prev is None:
+                if prev is None or seen is not None:
                     return t, i
                 pt, pv = prev
                 vv = pv[i]
@@ -423,7 +426,15 @@ def _run(loop: Loop, s: Spec, snaps: list) -> Result:
         target = target_l
         checks["latch decided within interval + scan + 0.2 s"] = reaction is not None and reaction <= target_l + 1e-6
     else:
-        _run_recording(loop, s.duration_s, snaps)
+        stop = None
+        if s.limit in ("high", "low", "temp"):
+            k = DISCHARGE if s.limit == "low" else CHARGE
+
+            def stop(lp: Loop) -> bool:  # 30 s after the trip: enough to see the overshoot and any return
+                t = _opened_after(lp.relays[k], 1.0)
+                return t is not None and lp.t > t + 30
+
+        _run_recording(loop, s.duration_s, snaps, stop)
     target_t = None
     if s.name not in ("ring_broken_charging", "hub_reset_trip"):
         target_t = s.interval_s + loop.scan_s + NODE_PERIOD_S + s.relay_delay_s
@@ -435,8 +446,20 @@ def _run(loop: Loop, s: Spec, snaps: list) -> Result:
         # crossing: the true voltage within half the node's resolution of the limit (a node reports whole
         # mV in the model ring; the ADC step at the limit in simavr): what a perfect hub could see
         tol = loop.resolution_mv(lim) / 2000
-        tc, pk = _crossing(loop.trace, range(s.packs), lim - tol if above else lim + tol, above)
-        checks["the limit was crossed"] = tc is not None
+        if loop.kind == "simavr":  # the ADC's step near the limit is ~8-15 mV: the node's reading decides
+            from .simavr_ring import expected_mv
+
+            tc, pk = _crossing(loop.trace, range(s.packs), lim, above, lambda v: expected_mv(round(v * 1000)) / 1000)
+        else:
+            tc, pk = _crossing(loop.trace, range(s.packs), lim - tol if above else lim + tol, above)
+        first_open = _opened_after(loop.relays[k], 0.0)
+        checks["the output opened"] = first_open is not None
+        if tc is None and first_open is not None:
+            # the reading got there first (a coarse ADC step): opened before the true voltage reached it
+            reaction, overshoot = 0.0, 0.0
+            ext = max(max(v) for _, v, _, _ in loop.trace) if above else min(min(v) for _, v, _, _ in loop.trace)
+            detail = f"opened at {first_open:.2f} s with the true extreme at {ext:.4f} V, short of {lim} V"
+            checks["never beyond the limit"] = (ext < lim) if above else (ext > lim)
         if tc is not None:
             to = _opened_after(loop.relays[k], tc - target_t)  # type: ignore[operator]
             checks["the output opened"] = to is not None
@@ -445,6 +468,8 @@ def _run(loop: Loop, s: Spec, snaps: list) -> Result:
                 checks["reaction within interval + scan + 0.2 s + relay"] = reaction <= target_t + 1e-6
             cur = next(c for t, _, c, _ in loop.trace if t >= tc)
             allowed = _allowed_overshoot(loop, tc, pk, target_t, cur)  # type: ignore[arg-type]
+            if loop.kind == "simavr":
+                allowed += loop.resolution_mv(lim)  # the true value may be a whole ADC step past the reading
             if above:
                 peak = max(max(v) for _, v, _, _ in loop.trace)
                 overshoot = max(0.0, (peak - lim) * 1000)
@@ -460,7 +485,13 @@ def _run(loop: Loop, s: Spec, snaps: list) -> Result:
             detail += f"; bank {bank_v:.3f} V < CV {s.packs * s.charger[1]:.2f} V"  # type: ignore[index]
     elif s.limit == "temp":
         lim = p["temp_high_c"]
-        tc = next((t for t, _, _, temps in loop.trace if max(temps) > lim), None)
+        if loop.kind == "simavr":  # the node's temperature ADC step is ~0.9 C: its reading decides
+            from .simavr_ring import expected_temp
+
+            tc = next((t for t, _, _, temps in loop.trace
+                       if max(expected_temp(round(x * 10)) for x in temps) > lim * 10), None)
+        else:
+            tc = next((t for t, _, _, temps in loop.trace if max(temps) > lim), None)
         checks["the limit was crossed"] = tc is not None
         if tc is not None:
             oc = _opened_after(loop.relays[CHARGE], tc)
@@ -470,13 +501,15 @@ def _run(loop: Loop, s: Spec, snaps: list) -> Result:
                 reaction = max(oc, od) - tc
                 checks["reaction within interval + scan + 0.2 s + relay"] = reaction <= target_t + 1e-6
             checks["the fan switched on"] = any(c == 1 for _, c in loop.relays[FAN].changes)
-            detail = f"pack 4 crossed {lim} C at {tc:.2f} s (0.1 C resolution at the node)"
+            detail = f"pack 4 crossed {lim} C at {tc:.2f} s (as the node reads it)"
     changes = sum(len(r.changes) for r in loop.relays[:2])
     restarts = tuple(t for t, what in loop.events if what == "hub reset")
     chat = sum(chatter_count(r.changes, min_on, min_off, restarts) for r in loop.relays)
     if s.name == "flapping_limit":
         checks["no chatter"] = chat == 0
         checks["the reading crossed the limit 10+ times (the pack really sat on it)"] = loop.flaps >= 10
+        detail += f"; the reading crossed {p['high_v']} V {loop.flaps} times, charge changed " \
+                  f"{len(loop.relays[CHARGE].changes)} times"
     res = Result(s.name, all(checks.values()), _r(reaction), _r(target), _r(overshoot), _r(allowed), chat, changes,
                  detail=detail, checks=checks)
     return res
