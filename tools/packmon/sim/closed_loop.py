@@ -66,7 +66,7 @@ def spec(name: str, short: bool = False) -> Spec:
     base = {"min_on_s": 10, "min_off_s": 60, "stale_s": 6, "hysteresis_v": 0.1}
     if name == "runaway_charger":
         # a charger whose CV setpoint is far too high keeps pushing 0.5C into full packs
-        s = Spec(name, soc=0.75, charger=(10.0, 4.40, None), duration_s=400)
+        s = Spec(name, soc=0.75, charger=(10.0, 4.40, None), duration_s=700)
     elif name == "series_imbalance":
         # CV at 4.10 V a pack looks healthy on the bank voltage, but pack 3 is 12 % ahead of the others
         s = Spec(name, soc=[0.68, 0.68, 0.77, 0.68], charger=(10.0, 4.10, 0.5), duration_s=600)
