@@ -265,6 +265,18 @@ class Loop:
         vals = sorted(steps)
         return max(b - a for a, b in zip(vals, vals[1:], strict=False)) if len(vals) > 1 else 1.0
 
+    def crossing(self, lim: float, above: bool, after: float = 0.0) -> tuple[float | None, int]:
+        """When a pack first reached `lim` after `after`: the true voltage within half the node's
+        resolution (1 mV in the model ring); in simavr, whose ATtiny85 ADC steps by 8-15 mV, the moment the
+        node's reading reaches it — what a perfect hub could see."""
+        trace = [row for row in self.trace if row[0] >= after]
+        if self.kind == "simavr":
+            from .simavr_ring import expected_mv
+
+            return _crossing(trace, range(self.s.packs), lim, above, lambda v: expected_mv(round(v * 1000)) / 1000)
+        tol = self.resolution_mv(lim) / 2000
+        return _crossing(trace, range(self.s.packs), lim - tol if above else lim + tol, above)
+
     def hub_restart(self) -> None:
         """A watchdog reset: every pin de-energised at once, a new hub (same state file) boots."""
         for r in self.relays:
@@ -397,7 +409,7 @@ def _run(loop: Loop, s: Spec, snaps: list) -> Result:
         _run_recording(loop, s.duration_s, snaps, latched)
         checks["latched at the absolute maximum"] = latched(loop)
         t_latch = loop.t
-        tc, _ = _crossing(loop.trace, range(s.packs), p["latch_high_v"] - loop.resolution_mv(4.2) / 2000, True)
+        tc, _ = loop.crossing(p["latch_high_v"], True)
         reaction = t_latch - tc if tc is not None else None
         target_l = s.interval_s + loop.scan_s + NODE_PERIOD_S
         vmax = max(max(v) for _, v, _, _ in loop.trace)
@@ -445,13 +457,8 @@ def _run(loop: Loop, s: Spec, snaps: list) -> Result:
         k = CHARGE if above else DISCHARGE
         # crossing: the true voltage within half the node's resolution of the limit (a node reports whole
         # mV in the model ring; the ADC step at the limit in simavr): what a perfect hub could see
-        tol = loop.resolution_mv(lim) / 2000
-        if loop.kind == "simavr":  # the ADC's step near the limit is ~8-15 mV: the node's reading decides
-            from .simavr_ring import expected_mv
-
-            tc, pk = _crossing(loop.trace, range(s.packs), lim, above, lambda v: expected_mv(round(v * 1000)) / 1000)
-        else:
-            tc, pk = _crossing(loop.trace, range(s.packs), lim - tol if above else lim + tol, above)
+        closed_at = next((t for t, c in loop.relays[k].changes if c == 1), 0.0)
+        tc, pk = loop.crossing(lim, above, closed_at)
         first_open = _opened_after(loop.relays[k], 0.0)
         checks["the output opened"] = first_open is not None
         if tc is None and first_open is not None:
