@@ -411,6 +411,10 @@ class BoardPort(Port):
         if self.outputs_used:
             cap = cfg["protect"]["watchdog_s"]
             wd = min(wd, cap) if wd else cap
+            for name in outs:  # every output to its open level first, before the UART or anything else
+                o = outs[name]
+                if o["pin"] is not None:
+                    machine.Pin(o["pin"], machine.Pin.OUT, value=1 if o["inverted"] else 0)
         u = cfg["uart"]
         self.uart = machine.UART(u["id"], baudrate=u["baud"], tx=u["tx"], rx=u["rx"], timeout=0, rxbuf=1024)
         self.clock = SystemClock()
@@ -434,7 +438,10 @@ class BoardPort(Port):
             # value= sets the level before the pin becomes an output: no glitch to "closed"
             self._pins.append(None if pin is None else machine.Pin(pin, machine.Pin.OUT, value=1 if inverted else 0))
         if reset_pin is not None:
-            self._button = machine.Pin(reset_pin, machine.Pin.IN, machine.Pin.PULL_UP)
+            try:
+                self._button = machine.Pin(reset_pin, machine.Pin.IN, machine.Pin.PULL_UP)
+            except ValueError:  # GPIO 34-39 have no pull-up (check-config warns: an external one is needed)
+                self._button = machine.Pin(reset_pin, machine.Pin.IN)
             self._button.irq(trigger=machine.Pin.IRQ_FALLING, handler=self._press)
 
     def _press(self, pin):
