@@ -210,3 +210,38 @@ def test_a_hung_broker_does_not_delay_a_trip(clock, tmp_path) -> None:
         for c in held:
             c.close()
         srv.close()
+
+
+def test_the_first_scan_and_decision_come_before_wifi(clock, tmp_path) -> None:
+    """run_forever(): enumerate, scan, decide and set the pins before Wi-Fi is even started; with outputs
+    the hub does not wait for Wi-Fi (wifi_connect(0))."""
+    order: list[str] = []
+
+    class Port(HostPort):
+        def wifi_connect(self, timeout_ms):  # noqa: ANN001
+            order.append(f"wifi {timeout_ms}")
+            return False
+
+        def set_output(self, k, closed):  # noqa: ANN001
+            if closed:
+                order.append(f"close {k}")
+            HostPort.set_output(self, k, closed)
+
+    class Stop(Exception):
+        pass
+
+    class Clock(type(clock)):
+        def sleep_ms(self, ms: int) -> None:
+            raise Stop
+
+    clk = Clock(100_000)
+    eng = ModelRing(3, mv=3700, temp=250)
+    uart = SimUart(eng, on_exchange=lambda tx, ex: order.append("ring") if not order or order[-1] != "ring" else None)
+    cfg = config.validate({"mqtt": {"host": "127.0.0.1", "port": 1, "timeout_s": 1}, "scan_interval_s": 1,
+                           "state_file": str(tmp_path / "s.json"), "outputs": OUTS}, need_wifi=False)
+    hub = Hub(cfg, Port(uart, clock=clk, log=lambda *a: None))
+    try:
+        hub.run_forever()
+    except Stop:
+        pass
+    assert order[:4] == ["ring", "close 0", "close 1", "wifi 0"], order

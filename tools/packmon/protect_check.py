@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     for name in ids:
         if name not in cl.IDS:
             raise ToolError(f"unknown scenario {name!r}; choose from {', '.join(cl.IDS)}", EXIT_USAGE)
+    if args.hub == "micropython" and args.engine != "model":
+        raise ToolError("--hub micropython runs in real time against the model ring only (simavr's nodes measure "
+                        "in simulated time, which does not follow the wall clock)", EXIT_USAGE)
     results = []
     for name in ids:
         if args.hub == "micropython":
