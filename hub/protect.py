@@ -36,22 +36,22 @@ BUZZER = const(3)
 NAMES = ("charge_enable", "discharge_enable", "fan", "buzzer")
 
 # reasons (.reason[k] indexes REASONS)
-R_OK = const(0)
-R_BOOT = const(1)
-R_STALE = const(2)
-R_LATCH_HIGH = const(3)
-R_LATCH_LOW = const(4)
-R_TEMP_HIGH = const(5)
-R_HIGH = const(6)
-R_LOW = const(7)
-R_COLD = const(8)
-R_TEMP_UNKNOWN = const(9)
-R_OC_CHARGE = const(10)
-R_OC_DISCHARGE = const(11)
-R_HOT = const(12)
-R_ALARM = const(13)
-R_IDLE = const(14)
-R_RESET = const(15)
+_R_OK = const(0)
+_R_BOOT = const(1)
+_R_STALE = const(2)
+_R_LATCH_HIGH = const(3)
+_R_LATCH_LOW = const(4)
+_R_TEMP_HIGH = const(5)
+_R_HIGH = const(6)
+_R_LOW = const(7)
+_R_COLD = const(8)
+_R_TEMP_UNKNOWN = const(9)
+_R_OC_CHARGE = const(10)
+_R_OC_DISCHARGE = const(11)
+_R_HOT = const(12)
+_R_ALARM = const(13)
+_R_IDLE = const(14)
+_R_RESET = const(15)
 REASONS = ("ok", "boot", "stale", "latched_high", "latched_low", "temp_high", "pack_high", "pack_low",
            "cold_charge", "temp_unknown", "overcurrent_charge", "overcurrent_discharge", "hot", "alarm",
            "idle", "reset")
@@ -87,7 +87,7 @@ class Protect:
         self.state = bytearray(k)  # logical: 1 closed/on, 0 open/off; boot = all safe
         self.reason = bytearray(k)
         for i in range(k):
-            self.reason[i] = R_BOOT if i < FAN else R_IDLE
+            self.reason[i] = _R_BOOT if i < FAN else _R_IDLE
         self.since = [0] * k  # ticks_ms of the last change (boot counts as no change: see _free)
         self.moved = bytearray(k)  # changed at least once since boot (min times apply)
         self.changed = bytearray(k)  # changed in the last decide()
@@ -112,7 +112,7 @@ class Protect:
         self.pack = bytearray(k)
         if not self.hold_discharge:
             self.state[DISCHARGE] = 1  # closed from start-up; opens like any output on a rule or stale
-            self.reason[DISCHARGE] = R_OK
+            self.reason[DISCHARGE] = _R_OK
 
     # -- persistence (hub/persist.py owner) ----------------------------------------------------------
     def snapshot(self):
@@ -202,10 +202,10 @@ class Protect:
         if vmaxp:
             self._hi = 1 if (vmax >= self.high if not self._hi else vmax > self.high - self.hyst_mv) else 0
             self._lo = 1 if (vmin <= self.low if not self._lo else vmin < self.low + self.hyst_mv) else 0
-            if self.latch_high and vmax >= self.latch_high and self.latched[CHARGE] != R_LATCH_HIGH:
-                self._latch(CHARGE, R_LATCH_HIGH, vmax, vmaxp)
-            if self.latch_low and vmin <= self.latch_low and self.latched[DISCHARGE] != R_LATCH_LOW:
-                self._latch(DISCHARGE, R_LATCH_LOW, vmin, vminp)
+            if self.latch_high and vmax >= self.latch_high and self.latched[CHARGE] != _R_LATCH_HIGH:
+                self._latch(CHARGE, _R_LATCH_HIGH, vmax, vmaxp)
+            if self.latch_low and vmin <= self.latch_low and self.latched[DISCHARGE] != _R_LATCH_LOW:
+                self._latch(DISCHARGE, _R_LATCH_LOW, vmin, vminp)
         if tmaxp:
             self._hot = 1 if (tmax > self.temp_high if not self._hot else tmax > self.temp_high - self.hyst_dc) else 0
             self._fan = 1 if (tmax > self.fan_on if not self._fan else tmax > self.fan_on - self.hyst_dc) else 0
@@ -228,28 +228,28 @@ class Protect:
                 oc_d = 1
         # -- charge -------------------------------------------------------------------------------
         booting = not self.ever_whole
-        r = R_OK
+        r = _R_OK
         val = 0
         pk = 0
         if self.latched[CHARGE]:
             r = self.latched[CHARGE]
             val, pk = vmax, vmaxp
         elif not whole:
-            r = R_BOOT if booting else R_STALE
+            r = _R_BOOT if booting else _R_STALE
             pk = stale_p
         elif self._hot:
-            r, val, pk = R_TEMP_HIGH, tmax, tmaxp
+            r, val, pk = _R_TEMP_HIGH, tmax, tmaxp
         elif self._hi:
-            r, val, pk = R_HIGH, vmax, vmaxp
+            r, val, pk = _R_HIGH, vmax, vmaxp
         elif self._cold:
-            r, val, pk = R_COLD, tmin, tminp
+            r, val, pk = _R_COLD, tmin, tminp
         elif tunknown:
-            r, pk = R_TEMP_UNKNOWN, tunknown
+            r, pk = _R_TEMP_UNKNOWN, tunknown
         elif oc_c:
-            r, val = R_OC_CHARGE, shunt.current_ma
+            r, val = _R_OC_CHARGE, shunt.current_ma
         self._want(CHARGE, r, val, pk, now, True)
         # -- discharge ----------------------------------------------------------------------------
-        r = R_OK
+        r = _R_OK
         val = 0
         pk = 0
         if self.latched[DISCHARGE]:
@@ -257,22 +257,22 @@ class Protect:
             val, pk = vmin, vminp
         elif not whole:
             if not booting or self.hold_discharge or td(now, self.boot_ms) > self.stale_ms:
-                r = R_BOOT if booting else R_STALE
+                r = _R_BOOT if booting else _R_STALE
                 pk = stale_p
         elif self._hot:
-            r, val, pk = R_TEMP_HIGH, tmax, tmaxp
+            r, val, pk = _R_TEMP_HIGH, tmax, tmaxp
         elif self._lo:
-            r, val, pk = R_LOW, vmin, vminp
+            r, val, pk = _R_LOW, vmin, vminp
         elif oc_d:
-            r, val = R_OC_DISCHARGE, shunt.current_ma
+            r, val = _R_OC_DISCHARGE, shunt.current_ma
         self._want(DISCHARGE, r, val, pk, now, True)
         if booting:
             return self._count()  # fan and buzzer keep their boot state too, until the first whole scan
         # -- fan (on = protective) ----------------------------------------------------------------
         if self._fan:
-            self._want(FAN, R_HOT, tmax, tmaxp, now, False)
+            self._want(FAN, _R_HOT, tmax, tmaxp, now, False)
         elif tmaxp:  # temperatures known and cool: the fan may stop
-            self._want(FAN, R_IDLE, tmax, tmaxp, now, False)
+            self._want(FAN, _R_IDLE, tmax, tmaxp, now, False)
         # -- buzzer (on = protective) -------------------------------------------------------------
         on = 0
         val = 0
@@ -286,9 +286,9 @@ class Protect:
         elif alarms is not None:
             for a in self.buzz_alarms:
                 if alarms.active[a]:
-                    on = R_ALARM
+                    on = _R_ALARM
                     break
-        self._want(BUZZER, on if on else R_IDLE, val, pk, now, False)
+        self._want(BUZZER, on if on else _R_IDLE, val, pk, now, False)
         return self._count()
 
     def _count(self):
@@ -299,16 +299,16 @@ class Protect:
 
     def _latch(self, k, r, v, pk):
         self.latched[k] = r
-        lim = self.latch_high if r == R_LATCH_HIGH else self.latch_low
+        lim = self.latch_high if r == _R_LATCH_HIGH else self.latch_low
         self.events.append((k, "protect: %s LATCHED open: pack %d at %s V %s %s V (absolute limit); only a manual "
-                            "reset closes it" % (NAMES[k], pk, _fx(v, 3), ">=" if r == R_LATCH_HIGH else "<=",
+                            "reset closes it" % (NAMES[k], pk, _fx(v, 3), ">=" if r == _R_LATCH_HIGH else "<=",
                                                  _fx(lim, 3))))
         self._persist()
 
     def _want(self, k, r, val, pk, now, open_protects):
-        """Output k should be protective (r != R_OK/R_IDLE) or may return. open_protects: the protective
+        """Output k should be protective (r != _R_OK/_R_IDLE) or may return. open_protects: the protective
         state is open (charge/discharge) rather than on (fan/buzzer)."""
-        protective = r != R_OK and r != R_IDLE
+        protective = r != _R_OK and r != _R_IDLE
         want = (0 if protective else 1) if open_protects else (1 if protective else 0)
         if want == self.state[k]:
             if protective and r != self.reason[k]:
@@ -333,7 +333,7 @@ class Protect:
 
     def tripped(self, k):
         """Whether charge/discharge output k is open for a protection reason (not boot): worth P/error."""
-        return k < FAN and self.reason[k] not in (R_OK, R_IDLE, R_BOOT, R_RESET)
+        return k < FAN and self.reason[k] not in (_R_OK, _R_IDLE, _R_BOOT, _R_RESET)
 
     def describe(self, k):
         """One line for the log and P/error (allocates: called on change only)."""
@@ -343,25 +343,25 @@ class Protect:
         why = REASONS[r]
         v = self.value[k]
         pk = self.pack[k]
-        if r in (R_HIGH, R_LATCH_HIGH):
-            lim = self.latch_high if r == R_LATCH_HIGH else self.high
+        if r in (_R_HIGH, _R_LATCH_HIGH):
+            lim = self.latch_high if r == _R_LATCH_HIGH else self.high
             why += ": pack %d at %s V >= %s V" % (pk, _fx(v, 3), _fx(lim, 3))
-        elif r in (R_LOW, R_LATCH_LOW):
-            lim = self.latch_low if r == R_LATCH_LOW else self.low
+        elif r in (_R_LOW, _R_LATCH_LOW):
+            lim = self.latch_low if r == _R_LATCH_LOW else self.low
             why += ": pack %d at %s V <= %s V" % (pk, _fx(v, 3), _fx(lim, 3))
-        elif r == R_TEMP_HIGH:
+        elif r == _R_TEMP_HIGH:
             why += ": pack %d at %s C > %s C" % (pk, _fx(v, 1), _fx(self.temp_high, 1))
-        elif r == R_COLD:
+        elif r == _R_COLD:
             why += ": pack %d at %s C < %s C" % (pk, _fx(v, 1), _fx(self.cold, 1))
-        elif r == R_HOT:
+        elif r == _R_HOT:
             why += ": pack %d at %s C" % (pk, _fx(v, 1))
-        elif r in (R_OC_CHARGE, R_OC_DISCHARGE):
+        elif r in (_R_OC_CHARGE, _R_OC_DISCHARGE):
             why += ": %s A" % _fx(v, 3)
-        elif r == R_STALE:
+        elif r == _R_STALE:
             why += ": no fresh reading of every pack for %d s" % (self.stale_ms // 1000)
             if pk:
                 why += " (pack %d)" % pk
-        elif r == R_TEMP_UNKNOWN:
+        elif r == _R_TEMP_UNKNOWN:
             why += ": pack %d has no temperature (sensor fault)" % pk
         return "protect: %s %s (%s)" % (name, verb, why)
 
