@@ -404,3 +404,13 @@ def test_decide_allocates_nothing_per_scan_on_the_micropython_runtime() -> None:
     lines = dict(line.split(" ", 1) for line in r.stdout.splitlines())
     assert int(lines["alloc_per_200_decisions"]) == 0, r.stdout
     assert lines["charge"].startswith("0 protect: charge_enable opened (pack_high: pack 6 at 4.200 V")
+
+
+def test_mip_package_lists_every_hub_module() -> None:
+    """`mpremote mip install .../hub/package.json` must install every module the hub imports."""
+    import json
+
+    root = Path(__file__).resolve().parents[2]
+    listed = {u[0] for u in json.loads((root / "hub" / "package.json").read_text())["urls"]}
+    modules = {f"hub/{p.name}" for p in (root / "hub").glob("*.py")}
+    assert modules - listed == set()
