@@ -191,16 +191,7 @@ def scan_all_fresh(k: int = 0) -> list[tuple[str, str]]:
         "delta": 0.021, "avg": 3.311, "temp_max": 27.3, "fresh_packs": 8, "stale_packs": 0})))
     msgs += _alarms({})
     msgs.append((f"{PREFIX}/probe/28ff6a0b/temperature", "21.4"))
-    msgs += _outputs("closed", "ok")
     return msgs
-
-
-def _outputs(charge: str, reason: str) -> list[tuple[str, str]]:
-    """P/output/<name> as hub/publisher.py sends them (protection outputs in use)."""
-    return [(f"{PREFIX}/output/charge_enable", json.dumps({"state": charge, "reason": reason, "since": 12.5,
-                                                           "latched": False})),
-            (f"{PREFIX}/output/discharge_enable", json.dumps({"state": charge, "reason": reason, "since": 12.5,
-                                                              "latched": False}))]
 
 
 def scan_pack8_stale() -> list[tuple[str, str]]:
@@ -212,7 +203,6 @@ def scan_pack8_stale() -> list[tuple[str, str]]:
         "packs": 8, "voltage": None, "min": 3.301, "min_pack": 4, "max": 3.322, "max_pack": 2, "delta": 0.021,
         "avg": 3.312, "temp_max": 27.3, "fresh_packs": 7, "stale_packs": 1})))
     msgs += _alarms({"comms": {"active": True, "value": 1, "threshold": 0, "pack": 8}})
-    msgs += _outputs("open", "stale")
     return msgs
 
 
@@ -354,8 +344,7 @@ def test_flow_runs_and_dashboard_renders(stack, tmp_path: Path):
         # 1. a complete scan: every pack voltage, the bank total, min/max/delta, hub online, charts
         total = f"{sum(VOLTS):.2f} V"
         expect = [f"{v:.3f} V" for v in VOLTS] + [total, "ONLINE", "3.301 V (P4)", "3.322 V (P2)", "21 mV",
-                                                  "No active alarms", "Probe 28ff6a0b", "sensor_fault",
-                                                  "Charge: connected", "Discharge: connected"]
+                                                  "No active alarms", "Probe 28ff6a0b", "sensor_fault"]
         out = r.step(expect, screenshot=fresh_png)
         assert out["ok"], f"missing on the dashboard: {out['missing']}\n{out['text']}"
         assert "STALE" not in out["text"]
@@ -368,8 +357,7 @@ def test_flow_runs_and_dashboard_renders(stack, tmp_path: Path):
         # 2. pack 8 stops answering while the page is open: stale marker, no total, alarm + notification
         publish(broker.port, scan_pack8_stale())
         alarm = "Packs not answering: 1 (first: pack 8)"
-        out = r.step(["STALE", "stale: not answering", "— (1 stale)", alarm, "ALARM bank1: " + alarm,
-                      "Charge: OPEN (stale)", "Discharge: OPEN (stale)"], screenshot=shot)
+        out = r.step(["STALE", "stale: not answering", "— (1 stale)", alarm, "ALARM bank1: " + alarm], screenshot=shot)
         assert out["ok"], f"missing on the dashboard: {out['missing']}\n{out['text']}\n{out['notifications']}"
         assert any(alarm in n for n in out["notifications"]), out["notifications"]
         assert f"{VOLTS[7]:.3f} V" not in out["text"], "a stale pack must not show its last voltage"

@@ -46,7 +46,7 @@ function thresholds(overrides) {
 }
 
 function newState() {
-  return { status: null, statusSeen: 0, packs: {}, bank: null, bankSeen: 0, alarms: {}, probes: {}, outputs: {} };
+  return { status: null, statusSeen: 0, packs: {}, bank: null, bankSeen: 0, alarms: {}, probes: {} };
 }
 
 function payloadText(payload) {
@@ -99,37 +99,10 @@ function parseTopic(topic, prefix) {
   }
   if (parts.length === 2 && parts[0] === 'bank' && parts[1] === 'state') return { kind: 'bank' };
   if (parts.length === 2 && parts[0] === 'alarm' && /^[a-z0-9_]+$/.test(parts[1])) return { kind: 'alarm', name: parts[1] };
-  if (parts.length === 2 && parts[0] === 'output' && OUTPUT_NAMES.indexOf(parts[1]) >= 0) return { kind: 'output', name: parts[1] };
   if (parts.length === 3 && parts[0] === 'probe' && parts[1] !== '' && parts[2] === 'temperature') {
     return { kind: 'probe', id: parts[1] };
   }
   return null;
-}
-
-// The hub's protection outputs (docs/hub.md "Protection"), in display order, with their labels.
-const OUTPUT_NAMES = ['charge_enable', 'discharge_enable', 'fan', 'buzzer'];
-const OUTPUT_LABELS = { charge_enable: 'Charge', discharge_enable: 'Discharge', fan: 'Fan', buzzer: 'Buzzer' };
-
-// {"state":"open","reason":"pack_high","since":12.3,"latched":false} -> the output's chip
-function outputView(name, o, hubOffline) {
-  const label = OUTPUT_LABELS[name] || name;
-  if (!o || hubOffline || (o.state !== 'open' && o.state !== 'closed')) {
-    return { name: name, label: label, state: null, text: label + ': ?', color: LEVEL_COLORS.unknown, reason: null, latched: false };
-  }
-  const relay = name === 'charge_enable' || name === 'discharge_enable';
-  const closed = o.state === 'closed';
-  const word = relay ? (closed ? 'connected' : 'OPEN') : closed ? 'on' : 'off';
-  const why = !closed && o.reason && o.reason !== 'ok' && o.reason !== 'idle' ? ' (' + o.reason + ')' : '';
-  const bad = relay ? !closed && o.reason !== 'boot' : closed && name === 'buzzer';
-  return {
-    name: name,
-    label: label,
-    state: o.state,
-    text: label + ': ' + word + why + (o.latched === true ? ' — LATCHED' : ''),
-    color: bad || o.latched === true ? LEVEL_COLORS.alarm : closed ? LEVEL_COLORS.ok : LEVEL_COLORS.unknown,
-    reason: o.reason || null,
-    latched: o.latched === true,
-  };
 }
 
 function fixed(v, digits, unit) {
@@ -217,15 +190,6 @@ function ingest(state, topic, payload, prefix, now) {
     const active = !!(a && a.active === true);
     if (active !== was) {
       res.events.push({ type: 'alarm', name: t.name, active: active, text: alarmText(t.name, a) });
-    }
-  } else if (t.kind === 'output') {
-    const o = parseJson(payload);
-    const was = state.outputs[t.name] ? state.outputs[t.name].state : null;
-    if (o === null) delete state.outputs[t.name]; // deleted: the output is no longer used
-    else state.outputs[t.name] = o;
-    const now_ = o ? o.state : null;
-    if (was !== null && now_ !== null && now_ !== was) {
-      res.events.push({ type: 'output', name: t.name, closed: now_ === 'closed', reason: o.reason, latched: o.latched === true });
     }
   } else if (t.kind === 'probe') {
     const v = parseNumber(payload);
@@ -355,7 +319,6 @@ function buildView(state, th, now, bankName) {
     packs: packs,
     probes: probes,
     alarms: activeAlarms(state),
-    outputs: OUTPUT_NAMES.filter((n) => state.outputs && state.outputs[n]).map((n) => outputView(n, state.outputs[n], hubOffline)),
     thresholds: th,
     updated: now,
   };
@@ -381,14 +344,6 @@ function voltageAxis(view) {
 function notification(ev, bankName) {
   const where = bankName ? bankName + ': ' : '';
   if (ev.type === 'alarm') return (ev.active ? '⚠ ALARM ' : '✓ cleared ') + where + ev.text;
-  if (ev.type === 'output') {
-    const label = OUTPUT_LABELS[ev.name] || ev.name;
-    const relay = ev.name === 'charge_enable' || ev.name === 'discharge_enable';
-    // a stale bank is already notified by the comms alarm; boot is not a trip
-    if (!relay || ev.reason === 'stale' || ev.reason === 'boot') return null;
-    if (ev.closed) return '✓ ' + where + label + ' connected again';
-    return '⚠ ' + where + label + ' OPENED (' + ev.reason + ')' + (ev.latched ? ', latched: reset needed' : '');
-  }
   if (ev.type === 'status' && !ev.online) return '⚠ ' + where + 'hub OFFLINE — values are stale';
   if (ev.type === 'status' && ev.online && ev.was === 'offline') return '✓ ' + where + 'hub back online';
   return null;
@@ -405,8 +360,6 @@ module.exports = {
   subscribeTopic,
   parseTopic,
   alarmText,
-  OUTPUT_NAMES,
-  outputView,
   ingest,
   voltageLevel,
   temperatureLevel,

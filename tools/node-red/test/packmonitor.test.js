@@ -241,30 +241,3 @@ test('probes are shown, and stale when old', () => {
   assert.deepEqual(pm.buildView(s, TH, 1000, 'b').probes, [{ id: '28ff01', temperature: 19.5, text: '19.5 °C', stale: false }]);
   assert.equal(pm.buildView(s, TH, 120000, 'b').probes[0].text, 'STALE');
 });
-
-test('protection outputs: a row of chips, trips notified, unknown when the hub is offline', () => {
-  const s = pm.newState();
-  scan(s, 0, [[1, 3.3, 25]]);
-  assert.deepEqual(pm.parseTopic(P + '/output/charge_enable', P), { kind: 'output', name: 'charge_enable' });
-  assert.equal(pm.parseTopic(P + '/output/relay9', P), null);
-  let r = pm.ingest(s, P + '/output/charge_enable', JSON.stringify({ state: 'closed', reason: 'ok', since: 1.0, latched: false }), P, 0);
-  assert.equal(r.events.length, 0); // first seen: no notification
-  pm.ingest(s, P + '/output/fan', JSON.stringify({ state: 'open', reason: 'idle', since: 0, latched: false }), P, 0);
-  let v = pm.buildView(s, TH, 0, 'bank1');
-  assert.deepEqual(v.outputs.map((o) => o.text), ['Charge: connected', 'Fan: off']);
-  r = pm.ingest(s, P + '/output/charge_enable', JSON.stringify({ state: 'open', reason: 'latched_high', since: 9.5, latched: true }), P, 1);
-  assert.equal(r.events.length, 1);
-  assert.equal(pm.notification(r.events[0], 'bank1'), '⚠ bank1: Charge OPENED (latched_high), latched: reset needed');
-  v = pm.buildView(s, TH, 1, 'bank1');
-  assert.equal(v.outputs[0].text, 'Charge: OPEN (latched_high) — LATCHED');
-  assert.equal(v.outputs[0].color, pm.LEVEL_COLORS.alarm);
-  r = pm.ingest(s, P + '/output/charge_enable', JSON.stringify({ state: 'closed', reason: 'ok', since: 20, latched: false }), P, 2);
-  assert.equal(pm.notification(r.events[0], 'bank1'), '✓ bank1: Charge connected again');
-  r = pm.ingest(s, P + '/output/charge_enable', JSON.stringify({ state: 'open', reason: 'stale', since: 30, latched: false }), P, 2);
-  assert.equal(pm.notification(r.events[0], 'bank1'), null); // the comms alarm already says it
-  pm.ingest(s, P + '/status', 'offline', P, 3);
-  v = pm.buildView(s, TH, 3, 'bank1');
-  assert.deepEqual(v.outputs.map((o) => o.state), [null, null]); // never a stale state shown as current
-  pm.ingest(s, P + '/output/fan', '', P, 4);
-  assert.deepEqual(pm.buildView(s, TH, 4, 'bank1').outputs.map((o) => o.name), ['charge_enable']);
-});
