@@ -2,7 +2,12 @@
 #
 #   hub = Hub(cfg, port)     cfg from hub.config.validate()/load(); port a hub.port.Port
 #   hub.run_once()           one cycle: ring (enumerate if needed, scan), model, alarms, publish
-#   hub.run_forever()        start-up (Wi-Fi), then run_once() every scan_interval_s, feeding the watchdog
+#   hub.run_forever()        a first cycle without network (protection never waits for Wi-Fi), Wi-Fi,
+#                            then run_once() every scan_interval_s, feeding the watchdog
+#
+# Order inside a cycle: scan (and shunt read) -> bank model -> alarms -> PROTECTION (decision and pins)
+# -> everything that may touch the network (errors, publishing, commands). A hung broker can delay the
+# next scan by at most mqtt.timeout_s per blocking call, never a decision already taken.
 #
 # Host tools (packmon demo) build Hub with hub.port.HostPort(uart=SimUart(engine)) and call run_once()
 # themselves; hub.bank, hub.alarms, hub.ring and hub.publisher hold everything worth showing.
@@ -51,6 +56,38 @@ class Hub:
         self.republish_alarms = True
         self.cycles = 0
         self.last_error = ""
+        self._errors = []  # texts for P/error, sent in the network phase of the cycle
+        self.protect = None
+        self.store = None
+        self.reset_requests = []  # output names from P/cmd/reset (publisher), applied next cycle
+        from hub.config import outputs_used
+
+        if outputs_used(cfg):
+            self._setup_protect()
+
+    def _setup_protect(self):
+        from hub import protect
+        from hub.alarms import NAMES
+        from hub.persist import Store
+
+        cfg = self.cfg
+        self.protect = p = protect.Protect(cfg, NAMES)
+        outs = [(cfg["outputs"][n]["pin"], cfg["outputs"][n]["inverted"]) for n in protect.NAMES]
+        self.port.setup_outputs(outs, cfg["protect"]["reset_pin"])  # every output open, first
+        if self.store is None:  # ONE store per hub (hub/persist.py); the shunt/estimator branches share it
+            self.store = Store(cfg["state_file"], self.port.clock, log=self.log)
+        if self.store.register("protect", p):
+            for k in range(len(protect.NAMES)):
+                if p.latched[k]:
+                    self.log("warning", "protect: %s is latched open (%s) from before the restart; a manual "
+                             "reset clears it" % (protect.NAMES[k], protect.REASONS[p.latched[k]]))
+        p.store = self.store
+        for k in range(len(protect.NAMES)):
+            self.port.set_output(k, p.state[k])  # discharge closes here when it is not held at boot
+        from hub.config import WARNINGS
+
+        for w in WARNINGS:
+            self.log("warning", w)
 
     def log(self, level, msg):
         self.port.log(level, msg)
@@ -60,7 +97,7 @@ class Hub:
         if text != self.last_error:
             self.log("error", text)
         self.last_error = text
-        self.publisher.publish_error(now, text)
+        self._errors.append(text)  # published in the cycle's network phase: never before protection
 
     # -- the ring ---------------------------------------------------------------------------------
     def _enumerate(self, now):
@@ -123,7 +160,25 @@ class Hub:
         return True
 
     # -- one cycle ----------------------------------------------------------------------------------
-    def run_once(self):
+    def _protect(self, now):
+        """The decision and the pins, right after the scan: no network I/O here."""
+        p = self.protect
+        if self.port.reset_pressed():
+            done = p.reset("")
+            self.log("warning", "protect: reset button: %s" % (", ".join(done) if done else "nothing was latched"))
+        while self.reset_requests:
+            name = self.reset_requests.pop(0)
+            done = p.reset(name)
+            self.log("warning", "protect: reset command for %s: %s" % (name, "cleared" if done else "was not latched"))
+        shunt = getattr(self, "shunt", None)  # branch shunt: hub.shunt (ok, current_ma), None without one
+        if p.decide(self.bank, self.alarms, shunt, now, self._td):
+            for k in range(len(p.changed)):
+                if p.changed[k]:
+                    self.port.set_output(k, p.state[k])
+        for k, text in p.events:
+            self.log("warning" if p.tripped(k) else "info", text)
+
+    def run_once(self, network=True):
         clk = self.port.clock
         self.port.feed_watchdog()
         now = clk.ticks_ms()
@@ -132,16 +187,27 @@ class Hub:
             self._enumerate(now)
         if not self.need_enum and self.bank.n:
             self._scan(now)
-        if self.probes is not None:
-            self.probes.read(self.probe_temps)
         now = clk.ticks_ms()
         self.bank.compute(now, self._td)
         self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
+        if self.protect is not None:
+            self._protect(now)
+        if self.probes is not None:
+            self.probes.read(self.probe_temps)
         for k in range(len(self.alarms.changed)):
             if self.alarms.news[k]:
                 self.log("warning" if self.alarms.active[k] else "info", "alarm %s %s" % (
                     _alarm_name(k), "raised" if self.alarms.active[k] else "cleared"))
-        self.publisher.publish_cycle(self, now)
+        # -- the network phase ---------------------------------------------------------------------
+        if network:
+            for text in self._errors:
+                self.publisher.publish_error(now, text)
+            self.publisher.publish_cycle(self, now)
+        del self._errors[:]
+        if self.protect is not None:
+            del self.protect.events[:]
+        if self.store is not None:
+            self.store.service(now)
         self.cycles += 1
         self.port.feed_watchdog()
 
@@ -149,12 +215,20 @@ class Hub:
         clk = self.port.clock
         w = self.cfg["wifi"]
         self.log("info", "pack monitor hub: bank %s, publishing to %s" % (self.cfg["bank"], self.cfg["topic_prefix"]))
-        if not self.port.wifi_connect(int(w["timeout_s"] * 1000)):
-            self.log("warning", "wifi: not connected after %d s; scanning anyway and retrying" % w["timeout_s"])
         interval = int(self.cfg["scan_interval_s"] * 1000)
+        # the first scan (and with outputs, the first decision) comes before Wi-Fi and MQTT
+        start = clk.ticks_ms()
+        self.run_once(network=False)
+        if self.protect is not None:
+            self.port.wifi_connect(0)  # start joining; never wait: the publisher retries (1 s at most each)
+        elif not self.port.wifi_connect(int(w["timeout_s"] * 1000)):
+            self.log("warning", "wifi: not connected after %d s; scanning anyway and retrying" % w["timeout_s"])
+        first = True
         while True:
-            start = clk.ticks_ms()
-            self.run_once()
+            if not first:
+                start = clk.ticks_ms()
+                self.run_once()
+            first = False
             # sleep in slices so the watchdog is fed while waiting
             while True:
                 left = interval - clk.ticks_diff(clk.ticks_ms(), start)

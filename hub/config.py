@@ -38,9 +38,12 @@ DEFAULTS = {
     "probes": {"enabled": False, "pin": 4},
     "watchdog_s": 30,
     "log_level": "info",
+    "state_file": "/state.json",  # hub/persist.py: protection latches (and energy/SOC) across a reset
 }
 
+
 SECRET_KEYS = ("password", "key")
+WARNINGS = []  # the warnings of the last config validate() accepted (the hub logs them at start)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -70,6 +73,39 @@ def _merge(base, over, path, problems):
         else:
             out[k] = over[k]
     return out
+
+
+def outputs_used(cfg):
+    """[(name, pin, inverted)] of the protection outputs that have a pin ([] without an outputs block)."""
+    o = cfg.get("outputs")
+    if not o:
+        return []
+    return [(n, o[n]["pin"], o[n]["inverted"]) for n in ("charge_enable", "discharge_enable", "fan", "buzzer")
+            if o[n]["pin"] is not None]
+
+
+def warnings(cfg):
+    """Things worth a warning in a valid config (check-config prints them, the hub logs them)."""
+    if "outputs" not in cfg:
+        return []
+    from hub import protect_config
+
+    out = protect_config.warnings(cfg)
+    _unload("protect_config")
+    return out
+
+
+def _unload(name):
+    """Drop a module needed once (at start) so the board's small heap gets its memory back."""
+    import sys
+
+    import hub
+
+    sys.modules.pop("hub." + name, None)
+    try:
+        delattr(hub, name)
+    except AttributeError:
+        pass
 
 
 def _num(cfg, path, lo, hi, problems, integer=False):
@@ -112,7 +148,15 @@ def validate(raw, need_wifi=True):
     problems = []
     if not isinstance(raw, dict):
         raise ConfigError(["config: must be a JSON object"])
-    cfg = _merge(DEFAULTS, raw, "", problems)
+    base = DEFAULTS
+    protect_config = None
+    if "outputs" in raw or "protect" in raw:
+        # the protection blocks and their checks live apart: a hub without them never loads them
+        from hub import protect_config
+
+        base = dict(DEFAULTS)
+        base.update(protect_config.DEFAULTS)
+    cfg = _merge(base, raw, "", problems)
     bank = _str(cfg, "bank", problems, True)
     if bank and not _topic_safe(bank):
         problems.append("bank: %r may only use letters, digits, '-' and '_'" % bank)
@@ -178,6 +222,13 @@ def validate(raw, need_wifi=True):
     _num(cfg, "watchdog_s", 0, 600, problems)
     if cfg["log_level"] not in LOG_LEVELS:
         problems.append("log_level: must be one of %s" % ", ".join(LOG_LEVELS))
+    _str(cfg, "state_file", problems, True)
+    del WARNINGS[:]
+    if protect_config is not None:
+        protect_config.check(cfg, problems, _num, _bool)
+        if not problems:
+            WARNINGS.extend(protect_config.warnings(cfg))
+        _unload("protect_config")
     if problems:
         raise ConfigError(problems)
     if not cfg["topic_prefix"]:

@@ -77,6 +77,27 @@ class Port:
         with open(path) as f:
             return f.read()
 
+    # -- protection outputs (hub/protect.py decides; only this module drives pins) -------------------
+    # outs: [(pin or None, inverted)] in hub.protect.NAMES order. LOGICAL closed (connected / on) is
+    # the ENERGISED level (pin high) unless inverted: a de-energised pin (reset, crash, power-up,
+    # watchdog) then means disconnected. setup_outputs() drives every output open before anything else.
+    def setup_outputs(self, outs, reset_pin=None):
+        self._outs = outs
+        self.out_state = bytearray(len(outs))  # logical, as last set
+        for k in range(len(outs)):
+            self.set_output(k, 0)
+
+    def set_output(self, k, closed):
+        self.out_state[k] = 1 if closed else 0
+
+    def reset_pressed(self):
+        """True once per press of the reset button since the last call."""
+        return False
+
+    def iso_time(self, age_ms):
+        """ISO 8601 UTC of the moment age_ms ago, or None while the clock is not set (no NTP yet)."""
+        return None
+
 
 class _TimeoutSockets:
     def __init__(self, mod, timeout_s):
@@ -211,6 +232,35 @@ class HostPort(Port):
     def reset(self):
         self.resets += 1
 
+    def setup_outputs(self, outs, reset_pin=None):
+        self.out_levels = bytearray(len(outs))  # physical pin levels (what a relay driver would see)
+        self.out_log = []  # (ticks_ms, output, logical closed) of every change, for tests and the simulation
+        self._pressed = False
+        self._outs = outs
+        self.out_state = bytearray(len(outs))
+        for k in range(len(outs)):
+            self.out_levels[k] = 1 if outs[k][1] else 0  # open
+            if outs[k][0] is not None:
+                self.out_log.append((self.clock.ticks_ms(), k, 0))
+
+    def set_output(self, k, closed):
+        closed = 1 if closed else 0
+        if self._outs[k][0] is None:
+            return
+        if self.out_state[k] != closed:
+            self.out_log.append((self.clock.ticks_ms(), k, closed))
+        self.out_levels[k] = closed ^ (1 if self._outs[k][1] else 0)
+        self.out_state[k] = closed
+
+    def press_reset(self):
+        """The reset push button, pressed (tests, simulation)."""
+        self._pressed = True
+
+    def reset_pressed(self):
+        p = self._pressed
+        self._pressed = False
+        return p
+
 
 def der(path):
     """The first certificate or key in a PEM or DER file, as DER: MicroPython's mbedTLS binding takes
@@ -286,6 +336,51 @@ class SocketUart:
         self.sock.close()
 
 
+class _FedSockets:
+    """Sockets that feed the watchdog before every call that may block (each blocks at most
+    mqtt.timeout_s): with outputs in use the watchdog is capped at protect.watchdog_s, and a slow but
+    alive broker must not reset the hub, while a hub hung anywhere else still does."""
+
+    def __init__(self, mod, feed):
+        self._mod = mod
+        self._feed = feed
+
+    def socket(self, *args):
+        self._feed()
+        return _FedSock(self._mod.socket(*args), self._feed)
+
+    def getaddrinfo(self, *args):
+        self._feed()
+        return self._mod.getaddrinfo(*args)
+
+
+class _FedSock:
+    def __init__(self, s, feed):
+        self.s = s
+        self._feed = feed
+
+    def connect(self, addr):
+        self._feed()
+        self.s.connect(addr)
+
+    def read(self, n):
+        self._feed()
+        return self.s.read(n)
+
+    def write(self, buf, n=None):
+        self._feed()
+        return self.s.write(buf) if n is None else self.s.write(buf, n)
+
+    def setblocking(self, flag):
+        self.s.setblocking(flag)
+
+    def settimeout(self, t):
+        self.s.settimeout(t)
+
+    def close(self):
+        self.s.close()
+
+
 class _NoNetwork:
     def socket(self, *args):
         raise OSError("no network (Wi-Fi down)")
@@ -301,10 +396,30 @@ class BoardPort(Port):
         import machine  # noqa: F401 (board only)
 
         Port.__init__(self, cfg["log_level"])
+        self._pins = None
+        self._button = None
+        self._pressed = False
+        # protection outputs: the hang protection is a CAPPED WATCHDOG (docs/hub.md "Protection"): with any
+        # output in use the hardware watchdog never exceeds protect.watchdog_s, and a watchdog reset puts
+        # every GPIO back to a de-energised input, which opens every (non-inverted) relay
+        wd = cfg["watchdog_s"]
+        self.outputs_used = False
+        outs = cfg.get("outputs") or {}  # hub/protect_config.py: present only in a config that has it
+        for name in outs:
+            if outs[name]["pin"] is not None:
+                self.outputs_used = True
+        if self.outputs_used:
+            cap = cfg["protect"]["watchdog_s"]
+            wd = min(wd, cap) if wd else cap
+            for name in outs:  # every output to its open level first, before the UART or anything else
+                o = outs[name]
+                if o["pin"] is not None:
+                    machine.Pin(o["pin"], machine.Pin.OUT, value=1 if o["inverted"] else 0)
         u = cfg["uart"]
         self.uart = machine.UART(u["id"], baudrate=u["baud"], tx=u["tx"], rx=u["rx"], timeout=0, rxbuf=1024)
         self.clock = SystemClock()
-        self._wdt = machine.WDT(timeout=int(cfg["watchdog_s"] * 1000)) if cfg["watchdog_s"] else None
+        self._wdt = machine.WDT(timeout=int(wd * 1000)) if wd else None
+        self.watchdog_ms = int(wd * 1000)
         self._cfg = cfg
         self._wlan = None
         self.reset_cause = machine.reset_cause()
@@ -312,6 +427,48 @@ class BoardPort(Port):
     def feed_watchdog(self):
         if self._wdt is not None:
             self._wdt.feed()
+
+    def setup_outputs(self, outs, reset_pin=None):
+        import machine
+
+        self._outs = outs
+        self.out_state = bytearray(len(outs))
+        self._pins = []
+        for pin, inverted in outs:
+            # value= sets the level before the pin becomes an output: no glitch to "closed"
+            self._pins.append(None if pin is None else machine.Pin(pin, machine.Pin.OUT, value=1 if inverted else 0))
+        if reset_pin is not None:
+            try:
+                self._button = machine.Pin(reset_pin, machine.Pin.IN, machine.Pin.PULL_UP)
+            except ValueError:  # GPIO 34-39 have no pull-up (check-config warns: an external one is needed)
+                self._button = machine.Pin(reset_pin, machine.Pin.IN)
+            self._button.irq(trigger=machine.Pin.IRQ_FALLING, handler=self._press)
+
+    def _press(self, pin):
+        self._pressed = True  # an IRQ: a press shorter than a scan interval is not missed
+
+    def set_output(self, k, closed):
+        closed = 1 if closed else 0
+        self.out_state[k] = closed
+        p = self._pins[k]
+        if p is not None:
+            p.value(closed ^ (1 if self._outs[k][1] else 0))
+
+    def reset_pressed(self):
+        p = self._pressed
+        self._pressed = False
+        return p
+
+    def iso_time(self, age_ms):
+        t = time.time()
+        if t < 757382400:  # before 2024 (MicroPython's epoch is 2000): NTP has not set the clock
+            return None
+        y, mo, d, h, mi, s = time.gmtime(t - age_ms // 1000)[0:6]
+        return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, h, mi, s)
+
+    def socket_module(self, timeout_s):
+        mod = Port.socket_module(self, timeout_s)
+        return _FedSockets(mod, self.feed_watchdog) if self.outputs_used else mod
 
     def wifi_connect(self, timeout_ms):
         import network
@@ -327,6 +484,8 @@ class BoardPort(Port):
         except OSError as e:
             self.log("warning", "wifi: connect failed: %s" % e)
             return False
+        if timeout_ms <= 0:
+            return False  # joining in the background; the publisher's reconnects find it up
         start = ticks_ms()
         while not self._wlan.isconnected():
             if ticks_diff(ticks_ms(), start) > timeout_ms:
@@ -340,6 +499,9 @@ class BoardPort(Port):
         return self._wlan is not None and self._wlan.isconnected()
 
     def ssl_wrap(self, sock, tls):
+        if isinstance(sock, _FedSock):
+            sock.s = mpy_tls_wrap(sock.s, tls)
+            return sock
         return mpy_tls_wrap(sock, tls)
 
     def reset(self):

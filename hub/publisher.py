@@ -392,6 +392,74 @@ class Publisher:
             if t != _NONE:
                 topic = self.topic.clear().s(self.prefix).s(b"/probe/").s(hub.probe_ids[k]).s(b"/temperature")
                 self._pub(topic, self.msg.clear().fixed(t, 1).view(), True)
+        if hub.protect is not None:
+            self._publish_outputs(hub, now)
+            self._poll_commands(hub)
+
+    # -- protection outputs (hub/protect.py) -------------------------------------------------------
+    def _publish_outputs(self, hub, now):
+        """P/output/<name> (retained) for every output in use: on change, and everything after a
+        (re)connect; and every protection trip of this cycle on P/error."""
+        from hub.protect import NAMES, REASONS
+
+        p = hub.protect
+        fresh = getattr(self, "_out_conn", -1) != self.connects  # a new connection: the broker may have lost them
+        self._out_conn = self.connects
+        for k in range(len(NAMES)):
+            if self.cfg["outputs"][NAMES[k]]["pin"] is None or not (fresh or p.changed[k]):
+                continue
+            m = self.msg.clear().s(b'{"state":"').s(b"closed" if p.state[k] else b"open").s(b'","reason":"')
+            m.s(REASONS[p.reason[k]]).s(b'","since":')
+            age = self._td(now, p.since[k]) if p.moved[k] else self._td(now, hub.started)
+            iso = self.port.iso_time(age)
+            if iso is None:
+                m.fixed(self._td(now, hub.started) - age, 3)  # seconds of uptime
+            else:
+                m.c(34).s(iso).c(34)
+            m.s(b',"latched":').s(b"true" if p.latched[k] else b"false").c(125)
+            self._pub(self._t(b"/output/", -1, NAMES[k]), m.view(), True)
+        for k, text in p.events:
+            if p.tripped(k):
+                self._pub(self._t(b"/error"), text.encode(), False)
+
+    def _poll_commands(self, hub):
+        """<prefix>/cmd/reset (protect.mqtt_reset): subscribed once per connection, polled with
+        umqtt's check_msg() once per cycle. The payload is an output's name; anything else is ignored
+        and logged. A command is deleted after use (empty retained message), so a retained one cannot
+        fire again at every reconnect."""
+        if not hub.cfg["protect"]["mqtt_reset"] or not self.connected:
+            return
+        c = self.client
+        topic = self.prefix + b"/cmd/reset"
+        try:
+            if getattr(self, "_cmd_conn", -1) != self.connects:
+                c.set_callback(lambda t, msg: self._on_command(hub, msg))
+                c.subscribe(topic)
+                self._cmd_conn = self.connects
+            for _ in range(4):  # at most a few commands a cycle: the scan loop comes first
+                if c.check_msg() is None:
+                    break
+            _settimeout(c.sock, self.m["timeout_s"])  # check_msg leaves the socket blocking
+        except Exception as e:
+            self.last_error = "command poll failed: %s" % _why(e)
+            self.port.log("warning", "mqtt: %s; reconnecting" % self.last_error)
+            self._drop()
+
+    def _on_command(self, hub, msg):
+        from hub.protect import NAMES
+
+        if not msg:
+            return  # the deletion of a command (ours, after use)
+        try:
+            name = bytes(msg).decode()
+        except Exception:
+            name = None
+        if name not in NAMES:
+            self.port.log("warning", "protect: reset command ignored: payload %r is not an output name (%s)"
+                          % (bytes(msg)[:40], ", ".join(NAMES)))
+        else:
+            hub.reset_requests.append(name)
+        self._pub(self._t(b"/cmd/reset"), b"", True)
 
     def publish_error(self, now, text):
         if self.ensure(now):

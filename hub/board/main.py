@@ -4,11 +4,9 @@ import time
 import machine
 
 from hub import config
-from hub.app import Hub
-from hub.port import BoardPort
 
 try:
-    cfg = config.load("config.json")
+    cfg = config.load("config.json")  # first: validation's peak fits the heap before the hub's modules
 except config.ConfigError as e:
     # a bad config cannot be fixed by resetting: say what is wrong, forever, and wait for a new one
     while True:
@@ -16,6 +14,12 @@ except config.ConfigError as e:
         for p in e.problems:
             print("[error]   " + p)
         time.sleep(10)
+
+import gc  # noqa: E402
+
+gc.collect()
+from hub.app import Hub  # noqa: E402
+from hub.port import BoardPort  # noqa: E402
 
 port = BoardPort(cfg)
 probes = None

@@ -58,12 +58,28 @@ def test_good_config_json_hides_secrets(tmp_path, run) -> None:
     ("mqtt.tls", {"enabled": True, "ca": "certs/ca.crt"}, "certs/ca.crt not found"),
     ("mqtt.keepalive_s", 3, "mqtt.keepalive_s: 3 must be 0 or longer than scan_interval_s (5)"),
     ("colour", "blue", "colour: unknown field"),
+    ("outputs.charge_enable", {"pin": 16}, "outputs.charge_enable.pin: GPIO16 is already used by uart.rx"),
+    ("outputs.fan", {"pin": 6}, "outputs.fan.pin: GPIO6 is wired to the ESP32's flash and cannot be used"),
+    ("outputs.buzzer", {"pin": 39}, "outputs.buzzer.pin: GPIO39 is input-only on the ESP32"),
+    ("protect", {"buzzer_on": ["overheat"]}, "protect.buzzer_on: 'overheat' is not an alarm"),
+    ("protect", {"high_v": 2.9}, "protect.low_v: 3.0 must be below protect.high_v (2.9)"),
 ])
 def test_bad_field_is_named(tmp_path, run, field: str, value, message: str) -> None:
     r = run("check-config", write(tmp_path, with_(field, value)))
     assert r.rc == 1
     assert r.out.splitlines()[0].endswith(": 1 problem")
     assert message in r.out
+
+
+def test_outputs_a_pin_twice_and_a_strapping_pin_warning(tmp_path, run) -> None:
+    cfg = with_("outputs", {"charge_enable": {"pin": 25}, "discharge_enable": {"pin": 25}})
+    r = run("check-config", write(tmp_path, cfg))
+    assert r.rc == 1 and "outputs.discharge_enable.pin: GPIO25 is already used by outputs.charge_enable.pin" in r.out
+    cfg = with_("outputs", {"charge_enable": {"pin": 25}, "discharge_enable": {"pin": 12}})
+    r = run("check-config", write(tmp_path, cfg))
+    assert r.rc == 0 and "warning: outputs.discharge_enable.pin: GPIO12 is a strapping pin" in r.out
+    d = run("check-config", write(tmp_path, cfg), "--json").json()
+    assert d["ok"] and d["warnings"][0].startswith("outputs.discharge_enable.pin: GPIO12")
 
 
 def test_every_problem_at_once(tmp_path, run) -> None:

@@ -10,11 +10,14 @@ import gc
 import sys
 
 from hub import config
-from hub.app import Hub
-from hub.port import HostPort, SocketUart
 
 args = sys.argv[1:]
-cfg = config.load(args[0], False)
+cfg = config.load(args[0], False)  # before the hub's modules: validation's peak then fits the small heap
+gc.collect()
+
+from hub.app import Hub  # noqa: E402
+from hub.port import HostPort, SocketUart  # noqa: E402
+
 cycles = int(args[3]) if len(args) > 3 else 0
 nosleep = len(args) > 4 and args[4] == "nosleep"
 
@@ -24,15 +27,32 @@ def log(level, msg):
 
 
 port = HostPort(SocketUart(args[1], int(args[2])), log_level=cfg["log_level"], log=log)
+gc.collect()  # what the imports left behind, before the hub's long-lived buffers
 hub = Hub(cfg, port)
 clk = port.clock
 interval = int(cfg["scan_interval_s"] * 1000)
 n = 0
 peak = 0
+out_seen = 0
+
+
+def report_outputs():
+    # protection outputs (when configured): one line per pin change, read by the closed loop
+    global out_seen
+    log = getattr(port, "out_log", None)
+    if log is None:
+        return
+    for e in log[out_seen:]:
+        print("out %d %d %d" % (e[1], e[2], e[0]))
+    out_seen = len(log)
+
+
+report_outputs()
 gc.collect()
 while cycles == 0 or n < cycles:
     start = clk.ticks_ms()
     hub.run_once()
+    report_outputs()
     n += 1
     used = gc.mem_alloc()
     if used > peak:

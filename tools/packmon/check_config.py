@@ -35,8 +35,9 @@ def check(path: str, need_wifi: bool = True) -> tuple[dict | None, list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     cfg, problems = check(args.file, not args.host)
+    warnings = hub_config.warnings(cfg) if cfg else []
     if args.json:
-        print(json.dumps({"file": args.file, "ok": not problems, "problems": problems,
+        print(json.dumps({"file": args.file, "ok": not problems, "problems": problems, "warnings": warnings,
                           "config": hub_config.redacted(cfg) if cfg else None}))
         return EXIT_FAIL if problems else 0
     if problems:
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  - {p}")
         return EXIT_FAIL
     assert cfg is not None
+    for w in warnings:
+        print(f"  warning: {w}")
     m = cfg["mqtt"]
     print(f"{args.file}: OK (bank {cfg['bank']}, topics {cfg['topic_prefix']}/..., broker {m['host']}:{m['port']}"
           f"{' with TLS' if m['tls']['enabled'] else ''}, scan every {cfg['scan_interval_s']} s)")
