@@ -151,6 +151,8 @@ class Connection:
         self.refusals = 0  # connections on which the broker would not carry our test message (ACL)
         self.last_error = ""
         self._hdr = bytearray(8)
+        self.listen = []  # topics to subscribe to after each connect; what arrives goes to on_message()
+        self.received = 0
 
     def _make_client(self):
         from umqtt import simple
@@ -187,6 +189,7 @@ class Connection:
                     self._drop()
                     self._failed(now, why)
                     return False
+            self._listen()
             self.connected = True
             self.just_connected = True
             self.connects += 1
@@ -238,6 +241,51 @@ class Connection:
                         % (topic.decode(), topic.decode().rsplit("/", 1)[0]))
         _settimeout(c.sock, timeout)
         return ""
+
+    def _listen(self):
+        if not self.listen:
+            return
+        c = self.client
+        c.set_callback(self._on_msg)
+        for topic in self.listen:
+            try:
+                c.subscribe(topic)
+            except Exception as e:
+                if type(e).__name__ != "MQTTException":  # SUBACK 0x80: refused; anything else is a failure
+                    raise
+                self.port.log("warning", "mqtt: the broker will not let this user read %s: %s" % (
+                    topic.decode(), self.listen_refused(topic)))
+        _settimeout(c.sock, self.m["timeout_s"])  # subscribe() leaves the socket blocking without a timeout
+
+    def listen_refused(self, topic):
+        """What a refused subscription costs, in words for the log (the publisher knows)."""
+        return "messages there are ignored"
+
+    def _on_msg(self, topic, msg):
+        self.received += 1
+        self.on_message(topic, msg)
+
+    def on_message(self, topic, msg):
+        pass
+
+    def poll(self):
+        """Take what arrived on the listened topics, without waiting: a few non-blocking reads. With
+        nothing waiting, this costs a read that returns None and allocates nothing."""
+        if not self.connected or not self.listen:
+            return
+        c = self.client
+        try:
+            for _ in range(4):
+                before = self.received
+                c.check_msg()
+                if self.received == before:
+                    break
+        except Exception as e:
+            self.last_error = "receive failed: %s" % _why(e)
+            self.port.log("warning", "mqtt: %s; reconnecting" % self.last_error)
+            self._drop()
+            return
+        _settimeout(c.sock, self.m["timeout_s"])  # check_msg() leaves the socket blocking without a timeout
 
     def _failed(self, now, why):
         self.failures += 1

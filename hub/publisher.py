@@ -4,7 +4,6 @@
 # Payloads are written into one preallocated buffer; topics into another.
 from hub import alarms as _alarms
 from hub import codec
-from hub.discovery import Discovery
 from hub.mqtt import Buf, Connection
 
 try:
@@ -30,15 +29,38 @@ class Publisher(Connection):
         self.cfg = cfg
         self.prefix = cfg["topic_prefix"].encode()
         checks = [self.prefix + b"/check"]
-        if cfg["discovery"]["enabled"]:
-            checks.append(("%s/sensor/packmon_%s/check" % (cfg["discovery"]["prefix"], cfg["bank"])).encode())
+        disc = cfg["discovery"]
+        if disc["enabled"]:
+            from hub import discovery  # only with discovery on: ~12 KB of heap
+
+            # one check per HA component the entity table uses: an ACL may allow sensor/ but not binary_sensor/
+            for comp in discovery.components(cfg):
+                checks.append(("%s/%s/packmon_%s/check" % (disc["prefix"], comp.decode(), cfg["bank"])).encode())
         Connection.__init__(self, cfg["mqtt"], port, self.prefix + b"/status", checks)
         self.topic = Buf(160)
-        self.msg = Buf(512)
+        # discovery configs are built in the same buffer, after the cycle's payloads: up to ~700 bytes
+        self.msg = Buf(1024 if cfg["discovery"]["enabled"] else 512)
         self._td = port.clock.ticks_diff  # bound once
         n = cfg["max_packs"]
-        self.fresh_out = bytearray(n)  # 1 while the pack's retained values are out as fresh
-        self.discovery = Discovery(cfg, self) if cfg["discovery"]["enabled"] else None
+        # 1 while the pack's retained values may be out as fresh. After a boot the broker may still hold
+        # the values a previous run published, for packs that are gone or unread since: the first cycle
+        # clears every pack that it does not publish fresh.
+        self.fresh_out = bytearray(b"\x01" * n)
+        self.booted = True
+        self.probe_out = None  # per probe: 1 while its retained temperature is out
+        self.discovery = None
+        if disc["enabled"]:
+            self.discovery = discovery.Discovery(cfg, self)
+            self.listen.append(self.discovery.ha_status)
+
+    def on_message(self, topic, msg):
+        d = self.discovery
+        if d is not None and topic == d.ha_status and msg == b"online":
+            self.port.log("info", "discovery: Home Assistant is online; sending discovery again")
+            d.restart()
+
+    def listen_refused(self, topic):
+        return "discovery will not be sent again when Home Assistant restarts (allow read on it in the ACL)"
 
     # -- topics ----------------------------------------------------------------------------------
     def _t(self, a, n=-1, b=None):
@@ -57,13 +79,14 @@ class Publisher(Connection):
             return
         if self.just_connected:
             self.just_connected = False
-            for i in range(len(self.fresh_out)):
-                self.fresh_out[i] = 0
+            if not self.booted:
+                for i in range(len(self.fresh_out)):
+                    self.fresh_out[i] = 0
+            self.booted = False
             hub.republish_alarms = True  # the broker may have lost its retained messages
             if self.discovery is not None:
                 self.discovery.restart()
-        if self.discovery is not None:
-            self.discovery.step(hub)
+        self.poll()
         bank = hub.bank
         td = self._td
         legacy = self.cfg["legacy_topics"]
@@ -112,11 +135,19 @@ class Publisher(Connection):
                 self._pub(self._t(b"/alarm/", -1, _ALARM_NAMES[k]), self._alarm(a, k), True)
         hub.republish_alarms = not self.connected
         self._pub(self._t(b"/ring"), self._ring_state(hub), False)
+        if self.probe_out is None:
+            self.probe_out = bytearray(b"\x01" * len(hub.probe_temps))  # after a boot: clear what is unread
         for k in range(len(hub.probe_temps)):
             t = hub.probe_temps[k]
+            topic = self.topic.clear().s(self.prefix).s(b"/probe/").s(hub.probe_ids[k]).s(b"/temperature")
             if t != _NONE:
-                topic = self.topic.clear().s(self.prefix).s(b"/probe/").s(hub.probe_ids[k]).s(b"/temperature")
                 self._pub(topic, self.msg.clear().fixed(t, 1).view(), True)
+                self.probe_out[k] = 1
+            elif self.probe_out[k]:
+                self._pub(topic, b"", True)  # a failed reading is unknown: the retained value is deleted
+                self.probe_out[k] = 0
+        if self.discovery is not None and self.connected:
+            self.discovery.step(hub)  # last: this cycle's values are out before any discovery slice
 
     def publish_error(self, now, text):
         if self.ensure(now):

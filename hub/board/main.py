@@ -3,9 +3,8 @@ import time
 
 import machine
 
+import hub
 from hub import config
-from hub.app import Hub
-from hub.port import BoardPort
 
 try:
     cfg = config.load("config.json")
@@ -16,6 +15,11 @@ except config.ConfigError as e:
         for p in e.problems:
             print("[error]   " + p)
         time.sleep(10)
+config.unload()  # validation is done: its bytecode is heap the hub can use
+del config
+hub.preload(cfg)  # one module at a time, so the heap stays in large pieces
+from hub.app import Hub  # noqa: E402  (loaded by preload)
+from hub.port import BoardPort  # noqa: E402
 
 port = BoardPort(cfg)
 probes = None
