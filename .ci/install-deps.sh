@@ -23,3 +23,7 @@ bash tools/setup-venv.sh "${VENV:-.venv}" dev
 if command -v npm >/dev/null && [ -f tools/node-red/install.sh ]; then
   bash tools/node-red/install.sh
 fi
+
+# Home Assistant Core for tests/test_home_assistant.py, in its own cached venv outside the repo
+# (~/.cache/packmonitor-ha, ~670 MB; about a minute the first time, seconds after).
+bash tools/ha/install.sh
