@@ -31,11 +31,16 @@ def available() -> tuple[bool, str]:
 
 
 def build_mpy(out: Path) -> Path:
-    r = subprocess.run(["bash", str(ROOT / "tools" / "mpy" / "build_mpy.sh"), str(out)], capture_output=True,
-                       text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"mpy-cross failed: {r.stderr}")
-    return out
+    """The hub as `packmon deploy` puts it on a board, compiled by the same function (deploy.compile_hub):
+    out/hub/*.mpy and out/lib/umqtt/simple.mpy. Run it with MICROPYPATH=out:out/lib (a board has /lib on
+    its path), so the runtime tests import exactly the files deploy copies."""
+    from .common import ToolError
+    from .deploy import HUB, compile_hub
+
+    try:
+        return compile_hub(HUB, out)
+    except ToolError as e:
+        raise RuntimeError(str(e)) from None
 
 
 class MpyHub:
@@ -46,7 +51,7 @@ class MpyHub:
         if not ok:
             raise RuntimeError(why)
         self.tmp = Path(tempfile.mkdtemp(prefix="packmon-mpy-"))
-        build_mpy(self.tmp / "lib")
+        build_mpy(self.tmp / "board")
         self.cfg_path = self.tmp / "config.json"
         self.cfg_path.write_text(json.dumps(cfg))
         self.ring = SocketRing(engine).start()
@@ -56,7 +61,8 @@ class MpyHub:
                 str(self.cfg_path), self.ring.host, str(self.ring.port), str(cycles)]
         if nosleep:
             args.append("nosleep")
-        env = {**os.environ, "MICROPYPATH": f"{self.tmp / 'lib'}:.frozen"}
+        board = self.tmp / "board"
+        env = {**os.environ, "MICROPYPATH": f"{board}:{board / 'lib'}:.frozen"}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
