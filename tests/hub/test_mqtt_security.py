@@ -126,6 +126,15 @@ def test_discovery_prefix_is_checked_too(broker, reader, pki, clock) -> None:
     assert "homeassistant/sensor/packmon_garage/check" in hub.publisher.last_error
 
 
+def test_discovery_refused_for_one_component_is_one_clear_line(broker, reader, pki, clock) -> None:
+    hub, logs = run_hub(sb.hub_mqtt(broker.port, pki, user="sensors"), clock, cycles=1, discovery={"enabled": True})
+    assert not hub.publisher.connected and hub.publisher.refusals >= 1
+    lines = [line for line in logs if "binary_sensor" in line]
+    assert len(lines) == 1, logs
+    assert ("dropped our test message to homeassistant/binary_sensor/packmon_garage/check" in lines[0] and
+            "readwrite access to homeassistant/binary_sensor/packmon_garage/#" in lines[0])
+
+
 def test_a_write_only_acl_is_named(broker, pki, clock) -> None:
     hub, _ = run_hub(sb.hub_mqtt(broker.port, pki, user="writer"), clock)
     assert not hub.publisher.connected
