@@ -51,7 +51,7 @@ def ha(broker, tmp_path_factory):
 class Bank:
     """One hub under CPython with its simulated ring and a fake clock, driven cycle by cycle."""
 
-    def __init__(self, broker: Mosquitto, name: str, engine: ModelRing, **over) -> None:
+    def __init__(self, broker: Mosquitto, name: str, engine: ModelRing, bus=None, **over) -> None:  # noqa: ANN001
         from packmon.sim.clock import SimClock
 
         raw = {"bank": name, "mqtt": {"host": "127.0.0.1", "port": broker.port, "timeout_s": 1, "keepalive_s": 2},
@@ -61,9 +61,14 @@ class Bank:
         self.cfg = config.validate(raw, need_wifi=False)
         self.clock = SimClock(100_000)
         self.eng = engine
+        probes = None
+        if bus is not None:
+            from hub.probes import Probes
+
+            probes = Probes(bus)
         self.logs: list[str] = []
         self.hub = Hub(self.cfg, HostPort(SimUart(engine), clock=self.clock,
-                                          log=lambda level, msg: self.logs.append(f"{level} {msg}")))
+                                          log=lambda level, msg: self.logs.append(f"{level} {msg}")), probes)
         self.name = name
         self.sub = Subscriber(broker.port, f"packmonitor/{name}/#")
 
@@ -292,6 +297,41 @@ def test_home_assistant_restart_gets_discovery_again(ha, broker) -> None:
     assert d.sent == sent + len(entities("t6", 2))  # every config once more, nothing else
     assert any("Home Assistant is online" in line for line in b.logs)
     b.close()
+
+
+class FakeProbeBus:
+    """ds18x20.DS18X20's surface (scan, convert_temp, read_temp) with one probe."""
+
+    def __init__(self) -> None:
+        self.temp = 21.5
+        self.fail = False
+
+    def scan(self) -> list[bytes]:
+        return [bytes([0x28, 1, 2, 3, 4, 5, 6, 0xA7])]
+
+    def convert_temp(self) -> None:
+        pass
+
+    def read_temp(self, rom: bytes) -> float:
+        if self.fail:
+            raise OSError("CRC error")
+        return self.temp
+
+
+def test_ds18b20_probes_join_through_their_gated_row(ha, broker) -> None:
+    bus = FakeProbeBus()
+    b = Bank(broker, "t7", ModelRing(1), bus=bus, probes={"enabled": True, "pin": 4})
+    eid = "sensor.packmon_t7_probe_28010203040506a7_temperature"
+    st = b.until(ha, lambda s: s.get(eid, {}).get("state") == "21.5", "the probe")
+    a = st[eid]["attributes"]
+    assert (a["unit_of_measurement"], a["device_class"]) == ("°C", "temperature")
+    bus.fail = True  # a failed reading is unknown: its retained value is deleted, HA shows unavailable
+    b.until(ha, lambda s: s[eid]["state"] == "unavailable", "the probe failing")
+    bus.fail = False
+    b.until(ha, lambda s: s[eid]["state"] == "21.5", "the probe back")
+    b.close()
+    plain = ha.states("packmon_t1_")
+    assert not [e for e in plain if "probe" in e]  # the row is gated: no probes, no probe entity
 
 
 def test_the_hub_on_the_micropython_runtime(ha, broker) -> None:
