@@ -190,7 +190,15 @@ class Discovery:
                 (self.target > 0 and self.p < max(self.target, self.out) * len(self.pack_rows)))
 
     def step(self, hub):
-        """Send the next slice of configs; returns how many went out."""
+        """Send the next slice of configs; returns how many went out. Out of memory, it says so and tries
+        again next cycle: discovery must never stop the hub from scanning."""
+        try:
+            return self._step(hub)
+        except MemoryError:  # (a config cut short was not published: the cursor did not move past it)
+            self.log("warning", "discovery: out of memory; trying again next cycle")
+            return 0
+
+    def _step(self, hub):
         if self.items is None:
             items = []
             for r in self.rows:

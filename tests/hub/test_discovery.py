@@ -107,3 +107,24 @@ def test_the_acl_check_covers_each_component(clock) -> None:
     assert hub.publisher.listen == [b"homeassistant/status"]
     plain, _ = make_hub(1, clock)
     assert plain.publisher.check_topics == [b"packmonitor/bank1/check"] and plain.publisher.listen == []
+
+
+def test_out_of_memory_in_discovery_never_stops_scanning(mosquitto, clock, monkeypatch) -> None:
+    logs: list[str] = []
+    hub, _ = make_hub(mosquitto.port, clock, engine=ModelRing(2), discovery=DISC, max_packs=2, logs=logs)
+    d = hub.publisher.discovery
+    real = d._send
+    calls = {"n": 0}
+
+    def tight(*a):  # noqa: ANN002
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise MemoryError("memory allocation failed")
+        return real(*a)
+
+    monkeypatch.setattr(d, "_send", tight)
+    cycles(hub, clock, 4)
+    assert hub.bank.scans == 4 and hub.publisher.connected
+    assert any("discovery: out of memory; trying again next cycle" in line for line in logs)
+    assert not d.pending() and d.sent == 24 + 6  # the config that failed went out on a later cycle
+    hub.publisher.close()
