@@ -24,7 +24,8 @@
 #   field      empty: the topic's payload is the value (a plain number or text). Otherwise an expression on
 #              the topic's JSON after "value_json.": min, errors.values()|sum. A JSON null shows as unknown
 #              (on a number: give it a unit, a state class or a precision, or HA shows "None"); a
-#              binary_sensor shows a true field as on.
+#              binary_sensor shows a true field as on. The field must always be in the payload (null when
+#              unknown): a missing key makes HA log a template warning.
 #   flags      space-separated words. How the entity becomes unavailable, one of:
 #                (none)  HUB: unavailable while P/status is offline (the last will, a clean stop)
 #                OWN     HUB, and unavailable while its own topic holds no value: the empty retained

@@ -334,6 +334,73 @@ def test_ds18b20_probes_join_through_their_gated_row(ha, broker) -> None:
     assert not [e for e in plain if "probe" in e]  # the row is gated: no probes, no probe entity
 
 
+# Rows of the kinds other branches add (hub/discovery.py's header documents them in the same words; the
+# per-pack one reads a field the hub's pack state has today, as a per-pack SOC would read its own)
+EXAMPLE_ROWS = [
+    b'shunt;sensor;bank;current;Current;/bank/current;;OWN EXP;"unit_of_meas":"A","dev_cla":"current",'
+    b'"stat_cla":"measurement","sug_dsp_prc":2',
+    b'battery;sensor;bank;soc;State of charge;/bank/battery;soc;EXP;"unit_of_meas":"%","dev_cla":"battery",'
+    b'"stat_cla":"measurement"',
+    b'battery;sensor;bank;energy_in;Energy in;/bank/battery;energy_in_kwh;EXP;"unit_of_meas":"kWh",'
+    b'"dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3',
+    b'battery;sensor;pack;age;Pack # age;/pack/#/state;age;PACK;"unit_of_meas":"s","dev_cla":"duration"',
+    b'outputs;binary_sensor;output;charge;Charge output;/output/charge;on;;"dev_cla":"power"',
+    b'outputs;button;output;reset;Reset protection;/output/reset/set;;CMD;"pl_prs":"reset"',
+]
+
+
+def test_rows_other_branches_add_work_without_a_special_case(ha, broker, monkeypatch) -> None:
+    """A plain-number topic, JSON fields (a kWh energy counter among them), a per-pack field that follows
+    the pack's staleness, a binary sensor from a JSON field and a button: each only a row and a gate."""
+    from hub import discovery
+
+    text = (Path(discovery.__file__).read_text())
+    for row in EXAMPLE_ROWS[:3] + EXAMPLE_ROWS[4:]:
+        assert row.decode() in text, row  # documented exactly as tested
+    monkeypatch.setattr(discovery, "ROWS", discovery.ROWS + b"\n".join(EXAMPLE_ROWS) + b"\n")
+    monkeypatch.setattr(discovery, "caps", lambda cfg: [b"", b"shunt", b"battery", b"outputs"])
+    b = Bank(broker, "t8", ModelRing(2, mv=MV[:2], temp=TEMP[:2]))
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    for topic, payload in (("bank/current", "12.50"), ("bank/battery", '{"soc":81.5,"energy_in_kwh":1.234}'),
+                           ("output/charge", '{"on":true}')):
+        c.publish(f"packmonitor/t8/{topic}", payload, retain=True).wait_for_publish()
+    e = "sensor.packmon_t8_"
+    st = b.until(ha, lambda s: s.get(e + "bank_current", {}).get("state") == "12.50" and
+                 s.get(e + "pack_2_age", {}).get("state") not in (None, "unavailable", "unknown"), "the new rows")
+    assert st[e + "bank_soc"]["state"] == "81.5" and st[e + "bank_soc"]["attributes"]["unit_of_measurement"] == "%"
+    energy = st[e + "bank_energy_in"]
+    assert energy["state"] == "1.234" and energy["attributes"]["state_class"] == "total_increasing"
+    assert energy["attributes"]["unit_of_measurement"] == "kWh" and energy["attributes"]["device_class"] == "energy"
+    assert st["binary_sensor.packmon_t8_output_charge"]["state"] == "on"
+    assert st["button.packmon_t8_output_reset"]["state"] == "unknown"  # a button has no state until pressed
+    # the unknown-value convention holds for the new rows too
+    c.publish("packmonitor/t8/bank/current", "", retain=True).wait_for_publish()
+    c.publish("packmonitor/t8/bank/battery", '{"soc":null,"energy_in_kwh":1.234}', retain=True).wait_for_publish()
+    st = b.until(ha, lambda s: s[e + "bank_current"]["state"] == "unavailable" and
+                 s[e + "bank_soc"]["state"] == "unknown", "unknown values")
+    b.eng.broken = True  # the per-pack field follows its pack's staleness
+    b.until(ha, lambda s: s[e + "pack_2_age"]["state"] == "unavailable", "the pack stale")
+    # pressing the button publishes its payload on the command topic
+    got: list[bytes] = []
+    c.on_message = lambda cl, ud, msg: got.append(msg.payload)
+    c.subscribe("packmonitor/t8/output/reset/set")
+    time.sleep(0.3)
+    ha._req("/api/services/button/press", {"entity_id": "button.packmon_t8_output_reset"})
+    deadline = time.time() + 10
+    while not got and time.time() < deadline:
+        time.sleep(0.1)
+    assert got == [b"reset"]
+    for topic in ("bank/current", "bank/battery", "output/charge"):
+        c.publish(f"packmonitor/t8/{topic}", "", retain=True).wait_for_publish()
+    c.loop_stop()
+    c.disconnect()
+    b.close()
+
+
 def test_the_hub_on_the_micropython_runtime(ha, broker) -> None:
     from packmon import mpy_hub
 
