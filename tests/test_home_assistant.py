@@ -428,4 +428,8 @@ def test_home_assistant_logged_no_warning_or_error(ha) -> None:
     template or an entity."""
     problems = [p for p in ha.problems() if not any(k in p for k in KNOWN)]
     assert not problems, "\n".join(problems)
+    # and nothing the MQTT integration only says at INFO: a payload an entity could not use
+    quiet = [line for line in ha.log().splitlines() if any(k in line for k in (
+        "not for this entity", "Erroneous JSON", "Invalid state message", "is undefined"))]
+    assert not quiet, "\n".join(quiet)
     assert "Found new component: sensor packmon_t1 pack_1_voltage" in ha.log()
