@@ -124,6 +124,19 @@ def _rows():
     return out
 
 
+def _line(k):
+    """(start, end) of row k of ROWS, or None past the last."""
+    a = 0
+    for _ in range(k):
+        a = ROWS.find(b"\n", a) + 1
+        if a == 0:
+            return None
+    if a >= len(ROWS):
+        return None
+    e = ROWS.find(b"\n", a)
+    return a, (e if e >= 0 else len(ROWS))
+
+
 def _fields(row):
     """gate, component, scope, quantity, name, topic, field, flags (a list of words), extra"""
     f = row.split(b";", 8)
@@ -168,14 +181,17 @@ class Discovery:
                          % (bank, bank, VERSION, VERSION)).encode()
         self.dev_short = ('"dev":{"ids":"packmon_%s"}' % bank).encode()
         self.buf = pub.msg  # shared: the publisher's payloads are out before discovery runs in a cycle
-        self.rows = _rows()
-        self.pack_rows = []  # the enabled per-pack rows, as (start, end) in ROWS
-        for r in self.rows:
-            f = ROWS[r[0]:r[1]].split(b";", 3)
+        self.pack_rows = []  # the enabled per-pack rows, as line numbers of ROWS
+        k = 0
+        for a, e in _rows():
+            f = ROWS[a:e].split(b";", 3)
             if f[2] == b"pack" and f[0] in self.caps:
-                self.pack_rows.append(r)
-        self.items = None  # (row, probe id or None) for every entity outside the packs; made on step 1
-        self.g = 0  # next item to send
+                self.pack_rows.append(k)
+            k += 1
+        # cursors, not lists (a list of the entities to send would cost ~2.5 KB of heap for good):
+        self.g = 0  # next row (line of ROWS) outside the packs
+        self.gs = 0  # next probe of a probe row
+        self.gdone = False  # every entity outside the packs is out
         self.p = 0  # next pack config: pack p // len(pack_rows), row p % len(pack_rows)
         self.target = 0  # packs the configs should describe: the ring as last enumerated
         self.out = cfg["max_packs"]  # packs whose configs may be out on the broker (unknown after a boot)
@@ -184,11 +200,12 @@ class Discovery:
     def restart(self):
         """Send every config again (a new connection, or Home Assistant came back)."""
         self.g = 0
+        self.gs = 0
+        self.gdone = False
         self.p = 0
 
     def pending(self):
-        return (self.items is None or self.g < len(self.items) or
-                (self.target > 0 and self.p < max(self.target, self.out) * len(self.pack_rows)))
+        return not self.gdone or (self.target > 0 and self.p < max(self.target, self.out) * len(self.pack_rows))
 
     def step(self, hub):
         """Send the next slice of configs; returns how many went out. Out of memory, it says so and tries
@@ -199,19 +216,25 @@ class Discovery:
             self.log("warning", "discovery: out of memory; trying again next cycle")
             return 0
 
+    def _next_global(self, hub):
+        """The next entity outside the packs, as (row, probe id or None), or None when all are out."""
+        while True:
+            r = _line(self.g)
+            if r is None:
+                self.gdone = True
+                return None
+            row = ROWS[r[0]:r[1]]
+            f = row.split(b";", 3)
+            if f[2] != b"pack" and f[0] in self.caps:
+                if f[2] != b"probe":
+                    if self.gs == 0:
+                        return row, None
+                elif self.gs < len(hub.probe_ids):
+                    return row, hub.probe_ids[self.gs]
+            self.g += 1
+            self.gs = 0
+
     def _step(self, hub):
-        if self.items is None:
-            items = []
-            for r in self.rows:
-                f = ROWS[r[0]:r[1]].split(b";", 3)
-                if f[2] == b"pack" or f[0] not in self.caps:
-                    continue
-                if f[2] == b"probe":
-                    for pid in hub.probe_ids:
-                        items.append((r, pid))
-                else:
-                    items.append((r, None))
-            self.items = items
         npr = len(self.pack_rows)
         n = hub.bank.n
         if n and n != self.target:
@@ -224,14 +247,17 @@ class Discovery:
         t0 = clk.ticks_ms()
         k = 0
         while k < _PER_CYCLE and clk.ticks_diff(clk.ticks_ms(), t0) <= self.budget_ms:
-            if self.g < len(self.items):
-                r, sub = self.items[self.g]
-                if not self._send(ROWS[r[0]:r[1]], sub, False):
+            nxt = None if self.gdone else self._next_global(hub)
+            if nxt is not None:
+                if not self._send(nxt[0], nxt[1], False):
                     return k
-                self.g += 1
+                self.gs += 1  # a probe row moves on to its next probe; any other row to the next row
+                if nxt[1] is None:
+                    self.g += 1
+                    self.gs = 0
             elif self.target and self.p < max(self.target, self.out) * npr:
                 i = self.p // npr
-                r = self.pack_rows[self.p % npr]
+                r = _line(self.pack_rows[self.p % npr])
                 if not self._send(ROWS[r[0]:r[1]], i + 1, i >= self.target):
                     return k
                 if i < self.target and self.out < i + 1:

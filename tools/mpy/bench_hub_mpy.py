@@ -236,7 +236,7 @@ def bench_discovery(n=64):
         cycles += 1
     sent, nbytes = d.sent, pub.client.sock.bytes - sent0
     # what one config allocates (and leaves to the collector): a pack's voltage, with the collector off
-    r = d.pack_rows[0]
+    r = discovery._line(d.pack_rows[0])
     row = discovery.ROWS[r[0]:r[1]]
     gc.collect()
     gc.disable()
