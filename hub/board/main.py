@@ -3,6 +3,7 @@ import time
 
 import machine
 
+import hub
 from hub import config
 
 try:
@@ -14,11 +15,10 @@ except config.ConfigError as e:
         for p in e.problems:
             print("[error]   " + p)
         time.sleep(10)
-
-import gc  # noqa: E402
-
-gc.collect()
-from hub.app import Hub  # noqa: E402
+config.unload()  # validation is done: its bytecode is heap the hub can use
+del config
+hub.preload(cfg)  # one module at a time, so the heap stays in large pieces
+from hub.app import Hub  # noqa: E402  (loaded by preload)
 from hub.port import BoardPort  # noqa: E402
 
 port = BoardPort(cfg)

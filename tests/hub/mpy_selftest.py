@@ -7,7 +7,7 @@ import sys
 from hub import codec, config
 from hub.alarms import Alarms
 from hub.bank import Bank
-from hub.publisher import _Buf
+from hub.mqtt import Buf as _Buf
 from hub.ring import Ring
 
 failures = []

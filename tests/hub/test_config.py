@@ -34,6 +34,13 @@ def test_example_config_is_valid() -> None:
         ({"mqtt": {"host": "h"}, "wifi": "home"}, "wifi"),
         ({"mqtt": {"host": "h"}, "log_level": "loud"}, "log_level"),
         ({"mqtt": {"host": "h"}, "max_packs": 65}, "max_packs"),
+        # discovery: the prefix must be a topic prefix, the bank a valid HA object id, the prefix JSON-safe
+        ({"mqtt": {"host": "h"}, "discovery": {"enabled": True, "prefix": "home/+/ha"}}, "discovery.prefix"),
+        ({"mqtt": {"host": "h"}, "discovery": {"enabled": True, "prefix": "homeassistant/"}}, "discovery.prefix"),
+        ({"mqtt": {"host": "h"}, "discovery": {"prefix": "ha#"}}, "discovery.prefix"),
+        ({"mqtt": {"host": "h"}, "bank": "Garage", "discovery": {"enabled": True}}, "bank"),
+        ({"mqtt": {"host": "h"}, "bank": "shed-2", "discovery": {"enabled": True}}, "bank"),
+        ({"mqtt": {"host": "h"}, "topic_prefix": 'a"b', "discovery": {"enabled": True}}, "topic_prefix"),
     ],
 )
 def test_bad_field_is_named(raw: dict, field: str) -> None:
@@ -79,3 +86,11 @@ def test_validated_configs_share_nothing_with_the_defaults() -> None:
     assert config.DEFAULTS["mqtt"]["tls"]["server_hostname"] == ""
     a["alarms"]["pack_low_v"] = 1.0
     assert config.DEFAULTS["alarms"]["pack_low_v"] == 3.0
+
+
+def test_bank_names_discovery_cannot_use_are_fine_without_it() -> None:
+    assert config.validate({"mqtt": {"host": "h"}, "bank": "Shed-2"}, need_wifi=False)["bank"] == "Shed-2"
+    with pytest.raises(config.ConfigError) as e:
+        config.validate({"mqtt": {"host": "h"}, "bank": "Shed-2", "discovery": {"enabled": True}}, need_wifi=False)
+    assert e.value.problems == ["bank: 'Shed-2' is not valid in a Home Assistant object id, which discovery builds "
+                                "from it (packmon_<bank>_...): use lowercase letters, digits and _"]

@@ -161,11 +161,12 @@ def test_discovery_and_legacy_topics(mosquitto, subscriber_factory, clock) -> No
     hub, _ = make_hub(mosquitto.port, clock, discovery={"enabled": True, "prefix": "homeassistant"},
                       legacy_topics=True)
     cycles(hub, clock, 1)
-    cfg_topic = "homeassistant/sensor/packmon_bank1_pack2_voltage/config"
+    cfg_topic = "homeassistant/sensor/packmon_bank1/pack_2_voltage/config"
     sub.wait_for(lambda s: cfg_topic in s.latest)
     d = json.loads(sub.latest[cfg_topic])
-    assert d["state_topic"] == "packmonitor/bank1/pack/2/voltage" and d["unit_of_measurement"] == "V"
-    assert d["availability_topic"] == "packmonitor/bank1/status" and d["device"]["identifiers"]
+    assert d["~"] == "packmonitor/bank1" and d["stat_t"] == "~/pack/2/voltage" and d["unit_of_meas"] == "V"
+    assert d["avty"][0] == {"t": "~/status"} and d["avty_mode"] == "all" and d["dev"]["ids"] == "packmon_bank1"
+    assert d["obj_id"] == d["uniq_id"] == "packmon_bank1_pack_2_voltage"
     sub.wait_for(lambda s: s.latest.get("Powerwall/Pack-v-2") == b"3312")
     assert sub.latest["Powerwall/Pack-t-3"] == b"-1.5"
     hub.publisher.close()

@@ -6,6 +6,7 @@ MicroPython runtime.)"""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -124,6 +125,27 @@ def test_discovery_prefix_is_checked_too(broker, reader, pki, clock) -> None:
     hub, _ = run_hub(sb.hub_mqtt(broker.port, pki), clock, discovery={"enabled": True})
     assert not hub.publisher.connected and hub.publisher.refusals >= 1
     assert "homeassistant/sensor/packmon_garage/check" in hub.publisher.last_error
+
+
+def test_discovery_over_tls_and_home_assistant_status_polled(broker, reader, pki, clock) -> None:
+    """With discovery on, the hub also reads <prefix>/status each cycle (a non-blocking read on the TLS
+    socket): the connection must survive it, cycle after cycle."""
+    hub, logs = run_hub(sb.hub_mqtt(broker.port, pki, user="ha"), clock, cycles=10, discovery={"enabled": True})
+    p = hub.publisher
+    assert p.connected and p.connects == 1 and p.failures == 0, logs
+    assert settle(reader, "homeassistant/sensor/packmon_garage/pack_3_voltage/config")
+    assert json.loads(reader.topics()["homeassistant/sensor/packmon_garage/bank_voltage/config"])["~"] == \
+        "packmonitor/garage"
+    p.close()
+
+
+def test_discovery_refused_for_one_component_is_one_clear_line(broker, reader, pki, clock) -> None:
+    hub, logs = run_hub(sb.hub_mqtt(broker.port, pki, user="sensors"), clock, cycles=1, discovery={"enabled": True})
+    assert not hub.publisher.connected and hub.publisher.refusals >= 1
+    lines = [line for line in logs if "binary_sensor" in line]
+    assert len(lines) == 1, logs
+    assert ("dropped our test message to homeassistant/binary_sensor/packmon_garage/check" in lines[0] and
+            "readwrite access to homeassistant/binary_sensor/packmon_garage/#" in lines[0])
 
 
 def test_a_write_only_acl_is_named(broker, pki, clock) -> None:

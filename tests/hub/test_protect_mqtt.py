@@ -59,7 +59,8 @@ def test_outputs_are_published_retained_and_a_trip_goes_to_error(mosquitto, subs
     hub, eng = make_hub(mosquitto.port, clock, tmp_path, logs)
     cycles(hub, clock, 2)
     sub.wait_for(lambda s: f"{P}/output/charge_enable" in s.latest and f"{P}/output/fan" in s.latest)
-    assert out(sub, "charge_enable") == {"state": "closed", "reason": "ok", "since": 0.0, "latched": False}
+    assert out(sub, "charge_enable") == {"state": "closed", "reason": "ok", "since": 0.0, "latched": False,
+                                            "closed": True}
     assert out(sub, "fan")["state"] == "open" and f"{P}/output/buzzer" not in sub.latest  # buzzer has no pin
     eng.set_pack(1, mv=4160)
     cycles(hub, clock, 1)
@@ -90,7 +91,7 @@ def test_reset_command_clears_a_latch_and_malformed_commands_are_ignored(mosquit
     eng.set_pack(0, mv=3900)
     cycles(hub, clock, 8)
     assert hub.protect.latched[0] and hub.port.out_state[0] == 0
-    sub.wait_for(lambda s: out(s, "charge_enable")["latched"] is True)
+    sub.wait_for(lambda s: f"{P}/output/charge_enable" in s.latest and out(s, "charge_enable")["latched"] is True)
     assert (tmp_path / "state.json").exists() and "charge_enable" in (tmp_path / "state.json").read_text()
     send(mosquitto.port, f"{P}/cmd/reset", b"charge")  # not an output name
     send(mosquitto.port, f"{P}/cmd/reset", b"\xff\xfe")

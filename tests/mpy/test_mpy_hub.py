@@ -132,3 +132,18 @@ def test_64_packs_1000_scans_in_a_100k_heap(mosquitto) -> None:
         last = hub.wait_line("done cycles 1000")
         assert "cycle 1000 packs 64 fresh 64" in "\n".join(hub.lines[-3:]), out
         print(last)
+
+
+def test_64_packs_with_home_assistant_discovery_in_a_100k_heap(mosquitto, subscriber_factory) -> None:
+    """Discovery for 64 packs (216 configs, ~110 KB) goes out in slices from a 100 KB heap, while scanning."""
+    sub = subscriber_factory(mosquitto.port, "homeassistant/#")
+    c = cfg(mosquitto.port, scan_interval_s=1, stale_after_s=5, discovery={"enabled": True})
+    with mpy_hub.MpyHub(ReplayRing(64), c, heap="100k", cycles=60, nosleep=True) as hub:
+        rc = hub.wait(timeout=300)
+        out = "\n".join(hub.lines[-10:])
+        assert rc == 0, out
+        assert not any("MemoryError" in line for line in hub.lines), out
+    assert "cycle 60 packs 64 fresh 64" in "\n".join(hub.lines), out
+    sub.wait_for(lambda s: len({t for t, v, _ in s.messages if t.endswith("/config") and v}) == 216, timeout=10)
+    v = json.loads(sub.latest["homeassistant/sensor/packmon_bank1/pack_64_voltage/config"])
+    assert v["stat_t"] == "~/pack/64/voltage" and v["exp_aft"] == 6

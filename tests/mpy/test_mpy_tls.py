@@ -54,6 +54,25 @@ def test_tls_password_and_acl_on_the_real_runtime(broker, pki: sb.Pki) -> None:
         reader.close()
 
 
+def test_tls_with_discovery_on_the_real_runtime(broker, pki: sb.Pki) -> None:
+    """Discovery over TLS, and the non-blocking read of homeassistant/status every cycle on mbedTLS."""
+    reader = sb.Reader(broker.port, pki)
+    try:
+        c = cfg(sb.hub_mqtt(broker.port, pki, user="ha", server_hostname="localhost"))
+        c["discovery"] = {"enabled": True}
+        with mpy_hub.MpyHub(ModelRing(2), c, cycles=8, heap=HEAP) as hub:
+            assert hub.wait(120) == 0, "\n".join(hub.lines[-20:])
+        assert sum("mqtt: connected" in line for line in hub.lines) == 1, "\n".join(hub.lines[-20:])
+        assert not any("reconnecting" in line or "receive failed" in line for line in hub.lines)
+        deadline = time.time() + 5
+        topic = "homeassistant/sensor/packmon_garage/pack_2_voltage/config"
+        while topic not in reader.topics() and time.time() < deadline:
+            time.sleep(0.05)
+        assert reader.topics()[topic]
+    finally:
+        reader.close()
+
+
 @pytest.mark.parametrize("case, expect", [
     ("password", "bad user name or password"),
     ("ca", "certificate"),

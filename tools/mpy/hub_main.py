@@ -9,13 +9,15 @@
 import gc
 import sys
 
+import hub
 from hub import config
 
 args = sys.argv[1:]
-cfg = config.load(args[0], False)  # before the hub's modules: validation's peak then fits the small heap
-gc.collect()
-
-from hub.app import Hub  # noqa: E402
+cfg = config.load(args[0], False)
+config.unload()  # as the board's main.py does
+del config
+hub.preload(cfg)
+from hub.app import Hub  # noqa: E402  (loaded by preload)
 from hub.port import HostPort, SocketUart  # noqa: E402
 
 cycles = int(args[3]) if len(args) > 3 else 0

@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scans", type=int, default=0, help="stop after this many scans (default: until Ctrl-C)")
     p.add_argument("--hub", choices=("cpython", "micropython"), default="cpython",
                    help="run the hub under CPython (default) or the real MicroPython unix port")
+    p.add_argument("--discovery", nargs="?", const="homeassistant", metavar="PREFIX",
+                   help="publish Home Assistant MQTT discovery (prefix default homeassistant), so the simulated "
+                        "bank appears in a Home Assistant on the same broker; also on with --mqtt-config's "
+                        "discovery section")
     p.add_argument("--no-table", action="store_true", help="print one line per scan instead of the live table")
     p.set_defaults(func=run)
 
@@ -57,6 +61,7 @@ def demo_raw_config(args: argparse.Namespace, host: str, port: int, tls: bool = 
     section (and bank name) of --mqtt-config when given."""
     mqtt: dict = {"host": host, "port": port, "timeout_s": 2}
     bank = args.bank
+    discovery = {"enabled": False, "prefix": "homeassistant"}
     if args.mqtt_config:
         try:
             user_cfg = hub_config.load(str(args.mqtt_config), need_wifi=False)
@@ -67,6 +72,9 @@ def demo_raw_config(args: argparse.Namespace, host: str, port: int, tls: bool = 
         if args.broker:
             mqtt["host"], mqtt["port"] = host, port
         bank = user_cfg["bank"]
+        discovery = dict(user_cfg["discovery"])  # the config's discovery section is the user's choice too
+    if getattr(args, "discovery", None):
+        discovery = {"enabled": True, "prefix": args.discovery}
     if tls:
         mqtt["tls"] = {**mqtt.get("tls", {}), "enabled": True}
     interval = args.interval
@@ -77,6 +85,7 @@ def demo_raw_config(args: argparse.Namespace, host: str, port: int, tls: bool = 
         "stale_after_s": max(3.0, 3 * interval),
         "max_packs": 64,
         "alarms": {"comms_after_s": max(2, int(3 * interval))},
+        "discovery": discovery,
     }
 
 

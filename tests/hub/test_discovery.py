@@ -1,0 +1,153 @@
+"""Discovery from the hub's side, against a real Mosquitto (tests/test_home_assistant.py checks what Home
+Assistant makes of it): the entity table, slices, resending, removal of gone packs."""
+
+from __future__ import annotations
+
+import json
+
+from packmon.sim.model_ring import ModelRing
+
+from hub import alarms, discovery
+from tests.hub.test_hub_mqtt import cycles, make_hub
+
+DISC = {"enabled": True, "prefix": "homeassistant"}
+
+
+def configs(sub) -> dict[str, dict | None]:  # noqa: ANN001
+    out: dict[str, dict | None] = {}
+    for t, v, _ in sub.messages:
+        if t.startswith("homeassistant/") and t.endswith("/config"):
+            out[t] = json.loads(v) if v else None
+    return out
+
+
+def test_the_table_parses_and_covers_every_alarm() -> None:
+    rows = [discovery._fields(discovery.ROWS[a:e]) for a, e in discovery._rows()]
+    assert len(rows) == 36
+    words = {b"OWN", b"PACK", b"NOAV", b"EXP", b"DIAG", b"ATTR", b"CMD"}
+    for _gate, comp, _scope, q, _name, topic, _field, flags, extra in rows:
+        assert comp in (b"sensor", b"binary_sensor", b"button") and topic.startswith(b"/") and set(flags) <= words, q
+        json.loads(b"{" + extra.replace(b"#", b"1") + b"}" if extra else b"{}")  # extra is JSON members
+    assert {q.decode() for _, _, scope, q, *_ in rows if scope == b"alarm"} == set(alarms.NAMES)
+    ids = [(scope, q) for _, _, scope, q, *_ in rows]
+    assert len(ids) == len(set(ids))  # object ids are unique
+
+
+def test_64_packs_go_out_in_slices_and_once(mosquitto, subscriber_factory, clock) -> None:
+    sub = subscriber_factory(mosquitto.port, "homeassistant/#")
+    hub, _ = make_hub(mosquitto.port, clock, engine=ModelRing(64), discovery=DISC)
+    per_cycle = []
+    d = None
+    for _ in range(20):
+        hub.run_once()
+        clock.advance(1)
+        d = hub.publisher.discovery
+        per_cycle.append(d.sent)
+        if not d.pending():
+            break
+    steps = [b - a for a, b in zip([0] + per_cycle[:-1], per_cycle, strict=True)]
+    assert max(steps) <= discovery._PER_CYCLE and not d.pending()
+    total = 24 + 3 * 64  # 24 entities for the bank, alarms, hub and ring; 3 per pack
+    assert d.sent == total and len(steps) == -(-total // discovery._PER_CYCLE)
+    sub.wait_for(lambda s: len(configs(s)) == total)
+    got = configs(sub)
+    assert all(v is not None for v in got.values())
+    assert got["homeassistant/sensor/packmon_bank1/pack_64_voltage/config"]["stat_t"] == "~/pack/64/voltage"
+    size = sum(len(t) + len(v) for t, v, _ in sub.messages if t.endswith("/config"))
+    print(f"discovery for 64 packs: {total} configs, {size} bytes")
+    cycles(hub, clock, 3)
+    assert d.sent == total  # nothing more once everything is out
+    hub.publisher.close()
+
+
+def test_pack_count_changes_remove_and_add_configs(mosquitto, subscriber_factory, clock) -> None:
+    sub = subscriber_factory(mosquitto.port, "homeassistant/#")
+    eng = ModelRing(4, mv=3300, temp=250)
+    hub, _ = make_hub(mosquitto.port, clock, engine=eng, discovery=DISC, max_packs=6)
+    cycles(hub, clock, 4)
+    t = "homeassistant/sensor/packmon_bank1/pack_{}_{}/config"
+    sub.wait_for(lambda s: configs(s).get(t.format(4, "voltage")) is not None)
+    # after a boot the hub removes the configs of every pack beyond the ring, up to max_packs
+    sub.wait_for(lambda s: t.format(6, "status") in configs(s))
+    assert configs(sub)[t.format(5, "voltage")] is None and configs(sub)[t.format(6, "status")] is None
+    mark = len(sub.messages)
+    eng.remove_node(3)
+    cycles(hub, clock, 4)
+    assert hub.bank.n == 3
+    sub.wait_for(lambda s: t.format(4, "temperature") in {m[0] for m in s.messages[mark:]})
+    after = {m[0]: m[1] for m in sub.messages[mark:]}
+    assert after[t.format(4, "voltage")] == b"" and after[t.format(4, "status")] == b""  # removed, retained
+    assert not any("pack_1_" in k or "pack_3_" in k for k in after)  # the packs that stay are left alone
+    mark = len(sub.messages)
+    eng.insert_node(3)
+    cycles(hub, clock, 6)
+    sub.wait_for(lambda s: t.format(4, "voltage") in {m[0] for m in s.messages[mark:]})
+    assert configs(sub)[t.format(4, "voltage")]["uniq_id"] == "packmon_bank1_pack_4_voltage"
+    hub.publisher.close()
+
+
+def test_a_broker_reconnect_sends_everything_again(mosquitto, clock) -> None:
+    hub, _ = make_hub(mosquitto.port, clock, engine=ModelRing(2), discovery=DISC, max_packs=2)
+    cycles(hub, clock, 3)
+    d = hub.publisher.discovery
+    first = d.sent
+    assert first == 24 + 6 and not d.pending()
+    mosquitto.stop()
+    cycles(hub, clock, 2, 0.2)
+    mosquitto.start()
+    cycles(hub, clock, 6)
+    assert hub.publisher.connects == 2 and d.sent == 2 * first
+    hub.publisher.close()
+
+
+def test_the_acl_check_covers_each_component(clock) -> None:
+    hub, _ = make_hub(1, clock, discovery=DISC)
+    assert hub.publisher.check_topics == [b"packmonitor/bank1/check", b"homeassistant/sensor/packmon_bank1/check",
+                                          b"homeassistant/binary_sensor/packmon_bank1/check"]
+    assert hub.publisher.listen == [b"homeassistant/status"]
+    plain, _ = make_hub(1, clock)
+    assert plain.publisher.check_topics == [b"packmonitor/bank1/check"] and plain.publisher.listen == []
+
+
+def test_out_of_memory_in_discovery_never_stops_scanning(mosquitto, clock, monkeypatch) -> None:
+    logs: list[str] = []
+    hub, _ = make_hub(mosquitto.port, clock, engine=ModelRing(2), discovery=DISC, max_packs=2, logs=logs)
+    d = hub.publisher.discovery
+    real = d._send
+    calls = {"n": 0}
+
+    def tight(*a):  # noqa: ANN002
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise MemoryError("memory allocation failed")
+        return real(*a)
+
+    monkeypatch.setattr(d, "_send", tight)
+    cycles(hub, clock, 4)
+    assert hub.bank.scans == 4 and hub.publisher.connected
+    assert any("discovery: out of memory; trying again next cycle" in line for line in logs)
+    assert not d.pending() and d.sent == 24 + 6  # the config that failed went out on a later cycle
+    hub.publisher.close()
+
+
+def test_protection_outputs_join_through_the_table(mosquitto, subscriber_factory, clock, tmp_path) -> None:
+    """Outputs in use get a binary sensor each (and a latch sensor for charge/discharge); the reset buttons
+    exist only with protect.mqtt_reset on; outputs not in use get nothing."""
+    sub = subscriber_factory(mosquitto.port, "homeassistant/#")
+    outs = {"charge_enable": {"pin": 25}, "discharge_enable": {"pin": 26}}
+    hub, _ = make_hub(mosquitto.port, clock, discovery=DISC, outputs=outs, state_file=str(tmp_path / "s.json"),
+                      protect={"mqtt_reset": True})
+    cycles(hub, clock, 12)
+    pre = "homeassistant/binary_sensor/packmon_bank1/"
+    sub.wait_for(lambda s: pre + "output_discharge_enable_latched/config" in configs(s))
+    got = configs(sub)
+    charge = got[pre + "output_charge_enable/config"]
+    assert charge["stat_t"] == "~/output/charge_enable" and charge["dev_cla"] == "power"
+    assert "value_json.closed" in charge["val_tpl"]
+    assert got[pre + "output_charge_enable_latched/config"]["dev_cla"] == "problem"
+    button = got["homeassistant/button/packmon_bank1/output_reset_charge_enable/config"]
+    assert button["cmd_t"] == "~/cmd/reset" and button["pl_prs"] == "charge_enable"
+    assert not any("output_fan" in t or "output_buzzer" in t for t in got)
+    hub.publisher.close()
+    hub2, _ = make_hub(mosquitto.port, clock, discovery=DISC, outputs=outs, state_file=str(tmp_path / "s2.json"))
+    assert b"reset_charge_enable" not in discovery.caps(hub2.cfg)
