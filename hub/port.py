@@ -1,8 +1,12 @@
-# The only module that touches the hardware: UART, watchdog, Wi-Fi, clock, sockets, reset.
+# The only module that touches the hardware: UART, I2C, watchdog, Wi-Fi, clocks, sockets, reset.
 #
 # BoardPort is the ESP32 (machine/network). HostPort runs the same hub code on a PC — under CPython
 # (tests, `packmon demo`) or the MicroPython unix port — with injected parts: a UART-shaped object
-# (write/readinto), a clock, a Wi-Fi that is up unless a test takes it down, a no-op watchdog.
+# (write/readinto), an I2C-shaped object (readfrom_mem_into/writeto_mem: a device model), a clock, a
+# wall clock, a Wi-Fi that is up unless a test takes it down, a no-op watchdog.
+#
+# wall_time(): seconds since 2000-01-01 00:00 UTC (MicroPython's epoch on the ESP32), or None while
+# the time is not known (the board: until NTP has answered once). Daily counters need it.
 import sys
 import time
 
@@ -76,6 +80,13 @@ class Port:
     def read_file(self, path):
         with open(path) as f:
             return f.read()
+
+    def i2c(self, icfg):
+        """The I2C bus for a shunt monitor; raises OSError when there is none."""
+        raise OSError("no I2C bus on this port")
+
+    def wall_time(self):
+        return None
 
 
 class _TimeoutSockets:
@@ -175,12 +186,22 @@ def install_cpython_shims():
 class HostPort(Port):
     """The hub on a PC: everything injected. wifi_ok can be set False by a test to take Wi-Fi down."""
 
-    def __init__(self, uart, clock=None, log_level="info", log=None):
+    def __init__(self, uart, clock=None, log_level="info", log=None, i2c=None, wall=None):
         Port.__init__(self, log_level, log)
         self.uart = uart
         self.clock = clock or SystemClock()
         self.wifi_ok = True
         self.resets = 0
+        self.i2c_bus = i2c  # an I2C-shaped object (a device model, SocketI2C) or None
+        self.wall = wall  # a function returning seconds since 2000-01-01 UTC or None; None: unknown
+
+    def i2c(self, icfg):
+        if self.i2c_bus is None:
+            raise OSError("no I2C bus given to the host port")
+        return self.i2c_bus
+
+    def wall_time(self):
+        return self.wall() if self.wall is not None else None
 
     def wifi_connect(self, timeout_ms):
         return self.wifi_ok
@@ -286,6 +307,71 @@ class SocketUart:
         self.sock.close()
 
 
+class SocketI2C:
+    """An I2C-shaped TCP connection to a simulated shunt monitor (tools/packmon/sim/ina.py serves one on
+    127.0.0.1): readfrom_mem_into / writeto_mem like machine.I2C, OSError(errno) when the simulated
+    device does not acknowledge. Preallocated buffers: no allocation per transaction."""
+
+    def __init__(self, host, port, timeout_s=2):
+        import socket
+
+        addr = socket.getaddrinfo(host, port)[0][-1]
+        self.sock = socket.socket()
+        self.sock.connect(addr)
+        self.sock.settimeout(timeout_s)
+        self.head = bytearray(6)
+        self.mv = memoryview(self.head)
+        self.ans = bytearray(8)
+        self.ansmv = memoryview(self.ans)
+
+    def _recv(self, n):
+        got = 0
+        while got < n:
+            if sys.implementation.name == "micropython":
+                k = self.sock.readinto(self.ansmv[got:n])
+            else:
+                k = self.sock.recv_into(self.ansmv[got:n])
+            if not k:
+                raise OSError(5)  # the simulator went away: like a bus error
+            got += k
+
+    def _send(self, n):
+        sent = 0
+        while sent < n:
+            sent += self.sock.send(self.mv[sent:n])
+
+    def readfrom_mem_into(self, addr, reg, buf):
+        h = self.head
+        n = len(buf)
+        h[0] = 82  # 'R'
+        h[1] = addr
+        h[2] = reg
+        h[3] = n
+        self._send(4)
+        self._recv(1)
+        if self.ans[0]:
+            raise OSError(self.ans[0])
+        self._recv(n)
+        for i in range(n):
+            buf[i] = self.ans[i]
+
+    def writeto_mem(self, addr, reg, buf):
+        h = self.head
+        h[0] = 87  # 'W'
+        h[1] = addr
+        h[2] = reg
+        h[3] = 2
+        h[4] = buf[0]
+        h[5] = buf[1]
+        self._send(6)
+        self._recv(1)
+        if self.ans[0]:
+            raise OSError(self.ans[0])
+
+    def close(self):
+        self.sock.close()
+
+
 class _NoNetwork:
     def socket(self, *args):
         raise OSError("no network (Wi-Fi down)")
@@ -308,6 +394,38 @@ class BoardPort(Port):
         self._cfg = cfg
         self._wlan = None
         self.reset_cause = machine.reset_cause()
+        self._ntp_ok = False
+        self._ntp_next = None  # ticks_ms of the next NTP attempt
+
+    def i2c(self, icfg):
+        import machine
+
+        pins = {"scl": machine.Pin(icfg["scl"]), "sda": machine.Pin(icfg["sda"]), "freq": icfg["freq"]}
+        if icfg["id"] < 0:
+            return machine.SoftI2C(**pins)
+        return machine.I2C(icfg["id"], **pins)
+
+    def wall_time(self):
+        """Seconds since 2000-01-01 UTC once NTP has set the RTC; None before. NTP is tried after Wi-Fi
+        is up, every 10 minutes until it answers, then once a day to correct drift."""
+        now = ticks_ms()
+        if self._ntp_next is None or ticks_diff(now, self._ntp_next) >= 0:
+            if self.wifi_up():
+                try:
+                    import ntptime
+
+                    ntptime.settime()
+                    self._ntp_ok = True
+                    self._ntp_next = ticks_add(now, 86400000)
+                    self.log("info", "ntp: time set")
+                except Exception as e:  # OSError, timeouts, DNS: keep going, retry later
+                    self._ntp_next = ticks_add(now, 600000)
+                    self.log("warning", "ntp: %s; daily counters wait for the time" % e)
+            else:
+                self._ntp_next = ticks_add(now, 600000)
+        if not self._ntp_ok:
+            return None
+        return time.time()
 
     def feed_watchdog(self):
         if self._wdt is not None:
