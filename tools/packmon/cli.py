@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "check_config": "check-config",
     "demo": "demo",
     "bench": "bench",
+    "accuracy": "accuracy",
 }
 
 
