@@ -1,14 +1,20 @@
 # The hub's main loop: enumerate the ring, scan it, keep the bank model, raise alarms, publish.
 #
 #   hub = Hub(cfg, port)     cfg from hub.config.validate()/load(); port a hub.port.Port
-#   hub.run_once()           one cycle: ring (enumerate if needed, scan), model, alarms, publish
+#   hub.run_once()           one cycle: ring (enumerate if needed, scan), shunt, model, alarms, publish
+#   hub.idle()               between cycles: lets the shunt driver read completed conversions (INA226)
 #   hub.run_forever()        start-up (Wi-Fi), then run_once() every scan_interval_s, feeding the watchdog
 #
 # Host tools (packmon demo) build Hub with hub.port.HostPort(uart=SimUart(engine)) and call run_once()
 # themselves; hub.bank, hub.alarms, hub.ring and hub.publisher hold everything worth showing.
+#
+# hub.store is the one persistence store (hub/persist.py, cfg["state_file"]): energy counters and any
+# other state that must survive a reset register with it. hub.shunt is None without an enabled `shunt`
+# block; otherwise after each scan it holds ok, current_ma, dq_mas, dt_ms, coverage_ppm (hub/shunt.py).
 from hub import codec
 from hub.alarms import Alarms
 from hub.bank import Bank
+from hub.persist import Store
 from hub.publisher import Publisher
 from hub.ring import Ring, RingError
 
@@ -23,6 +29,7 @@ except ImportError:  # CPython
 _FAILS_BEFORE_ENUMERATE = const(3)
 _RETRY = (codec.ERR_BAD_CRC, codec.ERR_RING_FAULT, codec.ERR_MISMATCH, codec.ERR_TRUNCATED)
 _ENUM_BACKOFF_MAX_MS = const(30000)
+_IDLE_SLICE_MS = const(250)  # between cycles: watchdog and shunt polls at least this often
 
 
 class Hub:
@@ -51,6 +58,31 @@ class Hub:
         self.republish_alarms = True
         self.cycles = 0
         self.last_error = ""
+        self.store = Store(cfg["state_file"], clk, log=self.log)
+        self.shunt = None
+        self.energy = None
+        if cfg["shunt"]["enabled"]:
+            self._start_shunt()
+
+    def _start_shunt(self):
+        from hub import shunt as shunt_mod
+        from hub.energy import Energy
+
+        sc = self.cfg["shunt"]
+        self.energy = Energy()
+        self.store.register("energy", self.energy)
+        if self.cfg["shunt_problems"]:
+            self.shunt = shunt_mod.Broken("shunt: bad config, current is not measured: %s"
+                                          % "; ".join(self.cfg["shunt_problems"]))
+            return
+        i = sc["i2c"]
+        where = "I2C %s, SDA %d, SCL %d" % ("soft" if i["id"] < 0 else i["id"], i["sda"], i["scl"])
+        try:
+            bus = self.port.i2c(i)
+            self.shunt = shunt_mod.make(sc, bus, self.port.clock, where)
+        except Exception as e:  # no bus (pins in use, bad id) or a calibration that cannot be set
+            self.shunt = shunt_mod.Broken("shunt: cannot start the %s on %s: %s; current is not measured"
+                                          % (sc["chip"].upper(), where, e))
 
     def log(self, level, msg):
         self.port.log(level, msg)
@@ -132,18 +164,38 @@ class Hub:
             self._enumerate(now)
         if not self.need_enum and self.bank.n:
             self._scan(now)
+        if self.shunt is not None:
+            self._read_shunt(clk.ticks_ms())
         if self.probes is not None:
             self.probes.read(self.probe_temps)
         now = clk.ticks_ms()
         self.bank.compute(now, self._td)
+        if self.energy is not None:
+            self.energy.update(self.shunt, self.bank, self.port.wall_time())
+            if self.energy.changed:
+                self.store.changed()
         self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
         for k in range(len(self.alarms.changed)):
             if self.alarms.news[k]:
                 self.log("warning" if self.alarms.active[k] else "info", "alarm %s %s" % (
                     _alarm_name(k), "raised" if self.alarms.active[k] else "cleared"))
         self.publisher.publish_cycle(self, now)
+        self.store.service(clk.ticks_ms())
         self.cycles += 1
         self.port.feed_watchdog()
+
+    def _read_shunt(self, now):
+        s = self.shunt
+        s.read(now)
+        if s.problem_new and s.problem:
+            self._error(now, s.problem)  # once per distinct problem; counters in <prefix>/shunt
+        elif s.recovered:
+            self.log("info", "shunt: %s reading again" % s.NAME.upper())
+
+    def idle(self):
+        """Between cycles: the INA226 driver reads each completed averaging window."""
+        if self.shunt is not None:
+            self.shunt.poll(self.port.clock.ticks_ms())
 
     def run_forever(self):
         clk = self.port.clock
@@ -161,7 +213,8 @@ class Hub:
                 if left <= 0:
                     break
                 self.port.feed_watchdog()
-                clk.sleep_ms(min(left, 500))
+                self.idle()
+                clk.sleep_ms(min(left, _IDLE_SLICE_MS))
 
 
 def _alarm_name(k):

@@ -36,6 +36,17 @@ DEFAULTS = {
     "discovery": {"enabled": False, "prefix": "homeassistant"},
     "legacy_topics": False,
     "probes": {"enabled": False, "pin": 4},
+    # bank current from a TI INA228/INA226 on a LOW-SIDE shunt (docs/hub.md); off by default
+    "shunt": {
+        "enabled": False,
+        "chip": "ina228",
+        "i2c": {"id": 0, "sda": 21, "scl": 22, "freq": 400000},  # id -1: software I2C on those pins
+        "address": 64,  # 0x40
+        "shunt_ohms": 0.0005,
+        "max_current_a": 200,
+        "invert": False,  # true when the shunt is wired the other way (charging reads negative)
+    },
+    "state_file": "/state.json",  # energy counters and other state kept across a reset (hub/persist.py)
     "watchdog_s": 30,
     "log_level": "info",
 }
@@ -175,11 +186,20 @@ def validate(raw, need_wifi=True):
     _bool(cfg, "legacy_topics", problems)
     _bool(cfg, "probes.enabled", problems)
     _num(cfg, "probes.pin", 0, 39, problems, True)
+    _str(cfg, "state_file", problems, True)
     _num(cfg, "watchdog_s", 0, 600, problems)
     if cfg["log_level"] not in LOG_LEVELS:
         problems.append("log_level: must be one of %s" % ", ".join(LOG_LEVELS))
+    _bool(cfg, "shunt.enabled", problems)
+    if cfg["shunt"]["enabled"] is True:
+        shunt_problems(cfg, problems)
+    # A bad shunt block does not stop the hub: voltage monitoring goes on, the shunt stays off and the
+    # hub publishes why on <prefix>/error. check-config reports these like any other problem.
+    soft = [p for p in problems if p.startswith("shunt.") or p.startswith("shunt:")]
+    problems = [p for p in problems if p not in soft]
     if problems:
         raise ConfigError(problems)
+    cfg["shunt_problems"] = soft
     if not cfg["topic_prefix"]:
         cfg["topic_prefix"] = "packmonitor/" + cfg["bank"]
     if not cfg["mqtt"]["client_id"]:
@@ -187,6 +207,35 @@ def validate(raw, need_wifi=True):
     if not cfg["mqtt"]["tls"]["server_hostname"]:
         cfg["mqtt"]["tls"]["server_hostname"] = cfg["mqtt"]["host"]  # the name the certificate must carry
     return cfg
+
+
+def shunt_problems(cfg, problems):
+    from hub.shunt import CHIPS, FULL_SCALE_UV
+
+    sh = "shunt."
+    chip = cfg["shunt"]["chip"]
+    if chip not in CHIPS:
+        problems.append("shunt.chip: %r is not one of %s" % (chip, ", ".join(CHIPS)))
+        chip = None
+    _num(cfg, sh + "i2c.id", -1, 1, problems, True)
+    _num(cfg, sh + "i2c.sda", 0, 39, problems, True)
+    _num(cfg, sh + "i2c.scl", 0, 39, problems, True)
+    _num(cfg, sh + "i2c.freq", 10000, 1000000, problems, True)
+    _num(cfg, sh + "address", 0x40, 0x4F, problems, True)  # A0/A1 pins select 0x40..0x4F on both chips
+    _bool(cfg, sh + "invert", problems)
+    ohms = cfg["shunt"]["shunt_ohms"]
+    if isinstance(ohms, (int, float)) and not isinstance(ohms, bool) and ohms <= 0:
+        problems.append("shunt.shunt_ohms: must be above 0, got %r" % ohms)
+        ohms = None
+    else:
+        ohms = _num(cfg, sh + "shunt_ohms", 0.000001, 1, problems)
+    amps = _num(cfg, sh + "max_current_a", 0.1, 10000, problems)
+    if chip and ohms and amps:
+        uv = amps * ohms * 1e6
+        if uv > FULL_SCALE_UV[chip]:
+            problems.append("shunt.max_current_a: %r A x %r ohm = %.2f mV is beyond the %s's full-scale shunt "
+                            "voltage (%.2f mV): use a smaller shunt or a lower max_current_a"
+                            % (amps, ohms, uv / 1000, chip.upper(), FULL_SCALE_UV[chip] / 1000))
 
 
 def _topic_safe(s):

@@ -188,6 +188,7 @@ class Shunt:
         self.wrong_chip = 0  # set-ups that found another chip than configured
         self.acc_resets = 0
         self.recovered = False  # True on the cycle the chip answers again after a problem
+        self.bad = False  # a problem was reported and has not cleared yet
 
     # -- register access (no allocation: preallocated buffers) ---------------------------------------
     def _r16(self, reg):
@@ -202,17 +203,20 @@ class Shunt:
         self.i2c.writeto_mem(self.addr, reg, b)
 
     # -- outcome of one cycle ------------------------------------------------------------------------
-    def _fail(self, text):
+    def _fail(self, text, real=True):
+        """This cycle's reading is not valid. real=False: not a fault (starting up), nothing to tell."""
         self.ok = False
         self.recovered = False
-        self.problem_new = text != self.problem
+        self.problem_new = real and text != self.problem
         self.problem = text
+        self.bad = self.bad or real
         self.dq_mas = 0
         self.dt_ms = 0
         self.coverage_ppm = 0
 
     def _good(self):
-        self.recovered = self.problem != ""
+        self.recovered = self.bad
+        self.bad = False
         self.ok = True
         self.problem = ""
         self.problem_new = False
@@ -233,9 +237,8 @@ class Shunt:
                 return
             if not self.configured:
                 return  # _setup explained why (wrong chip)
-            self._fail("")  # set up just now: the first averaged reading is not there yet
-            self.problem = "shunt: %s set up; first reading next cycle" % self.NAME.upper()
-            self.problem_new = False
+            # set up just now: the first averaged reading is not there yet
+            self._fail("shunt: %s set up; first reading next cycle" % self.NAME.upper(), False)
             return
         try:
             self._read(now)
@@ -291,6 +294,7 @@ class Shunt:
 
 class Ina228(Shunt):
     NAME = "ina228"
+    NAME_B = b"ina228"
 
     def __init__(self, i2c, addr, shunt_ohms, max_current_a, invert, clock, where=""):
         Shunt.__init__(self, i2c, addr, shunt_ohms, max_current_a, invert, clock, where)
@@ -385,6 +389,7 @@ class Ina228(Shunt):
 
 class Ina226(Shunt):
     NAME = "ina226"
+    NAME_B = b"ina226"
 
     def __init__(self, i2c, addr, shunt_ohms, max_current_a, invert, clock, where=""):
         Shunt.__init__(self, i2c, addr, shunt_ohms, max_current_a, invert, clock, where)
@@ -478,8 +483,7 @@ class Ina226(Shunt):
             return
         self._poll(now)
         if not self.have:
-            self._fail("shunt: INA226 has no completed reading yet")
-            self.problem_new = False
+            self._fail("shunt: INA226 has no completed reading yet", False)
             return
         if self.last_oor:
             self._fail("shunt: reading out of range (INA226 overflow): the current is beyond the %d A that "
@@ -503,6 +507,7 @@ class Broken:
     """A shunt that cannot run (a bad shunt block in the config): ok is always False, with the reason."""
 
     NAME = "none"
+    NAME_B = b"none"
 
     def __init__(self, why):
         self.ok = False

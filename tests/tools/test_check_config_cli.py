@@ -121,3 +121,23 @@ def test_a_module_with_a_missing_dependency_says_so(monkeypatch, run) -> None:
 def test_no_command_prints_help(run) -> None:
     r = run()
     assert r.rc == 2 and "COMMAND" in r.out
+
+
+def test_shunt_block_each_bad_field_named(tmp_path, run) -> None:
+    cfg = with_("shunt", {"enabled": True, "chip": "ina226", "shunt_ohms": 0, "address": 99,
+                          "i2c": {"scl": 77}, "max_current_a": 200})
+    r = run("check-config", write(tmp_path, cfg), "--json")
+    assert r.rc == 1
+    fields = {p.split(":")[0] for p in json.loads(r.out)["problems"]}
+    assert {"shunt.shunt_ohms", "shunt.address", "shunt.i2c.scl"} <= fields
+    # within range but beyond the chip's full-scale shunt voltage
+    cfg = with_("shunt", {"enabled": True, "chip": "ina226", "shunt_ohms": 0.001, "max_current_a": 100})
+    r = run("check-config", write(tmp_path, cfg))
+    assert r.rc == 1 and "shunt.max_current_a: 100 A x 0.001 ohm = 100.00 mV is beyond the INA226's" in r.out
+
+
+def test_shunt_block_good(tmp_path, run) -> None:
+    f = write(tmp_path, with_("shunt", {"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005,
+                                        "max_current_a": 300}))
+    r = run("check-config", f)
+    assert r.rc == 0 and "shunt INA228 at 0x40 (0.0005 ohm, 300 A)" in r.out

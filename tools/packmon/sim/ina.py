@@ -379,7 +379,8 @@ def switching(high_a: float, low_a: float = 0.0, period_s: float = 0.6) -> Calla
     return f
 
 
-def solar_day(peak_charge_a: float = 60.0, night_load_a: float = 25.0, day_s: float = 240.0) -> Callable[[float], float]:
+def solar_day(peak_charge_a: float = 60.0, night_load_a: float = 25.0,
+              day_s: float = 240.0) -> Callable[[float], float]:
     """A compressed day for the demo: charging by day under passing clouds (a half-sine with dips),
     inverter loads in steps by night. day_s simulated seconds make one day."""
 
