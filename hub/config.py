@@ -46,6 +46,28 @@ DEFAULTS = {
         "max_current_a": 200,
         "invert": False,  # true when the shunt is wired the other way (charging reads negative)
     },
+    # SOC and per-pack health (hub/soc.py; keep in step with hub.soc.DEFAULTS, a test checks): off by default
+    "battery": {
+        "enabled": False,
+        "chemistry": "nmc",  # nmc | lfp: which generic OCV table (hub/ocv.py)
+        "capacity_ah": 100,  # one cell's (or one parallel unit's) nominal capacity
+        "cells_parallel": 1,  # pack capacity = capacity_ah x cells_parallel
+        "charge_efficiency": 0.998,
+        "tail_c": 0.05,
+        "full_mv": 0,
+        "full_hold_s": 120,
+        "rest_c": 0.02,
+        "rest_s": 3600,
+        "min_dsoc_pct": 40,
+        "step_c": 0.1,
+        "resume_gap_s": 30,
+        "weak_capacity_pct": 90,
+        "weak_resistance_pct": 130,
+        "weak_confidence": 0.8,
+        "ocv_sigma_pct": 3,
+        "voltage_error_pct": 0.3,
+        "restore_max_s": 600,
+    },
     "state_file": "/state.json",  # energy counters and other state kept across a reset (hub/persist.py)
     "watchdog_s": 30,
     "log_level": "info",
@@ -193,13 +215,19 @@ def validate(raw, need_wifi=True):
     _bool(cfg, "shunt.enabled", problems)
     if cfg["shunt"]["enabled"] is True:
         shunt_problems(cfg, problems)
+    _bool(cfg, "battery.enabled", problems)
+    if cfg["battery"]["enabled"] is True:
+        battery_problems(cfg, problems)
     # A bad shunt block does not stop the hub: voltage monitoring goes on, the shunt stays off and the
     # hub publishes why on <prefix>/error. check-config reports these like any other problem.
     soft = [p for p in problems if p.startswith("shunt.") or p.startswith("shunt:")]
-    problems = [p for p in problems if p not in soft]
+    # a bad battery block likewise: SOC and health are unknown, everything else runs
+    bsoft = [p for p in problems if p.startswith("battery.")]
+    problems = [p for p in problems if p not in soft and p not in bsoft]
     if problems:
         raise ConfigError(problems)
     cfg["shunt_problems"] = soft
+    cfg["battery_problems"] = bsoft
     if not cfg["topic_prefix"]:
         cfg["topic_prefix"] = "packmonitor/" + cfg["bank"]
     if not cfg["mqtt"]["client_id"]:
@@ -236,6 +264,39 @@ def shunt_problems(cfg, problems):
             problems.append("shunt.max_current_a: %r A x %r ohm = %.2f mV is beyond the %s's full-scale shunt "
                             "voltage (%.2f mV): use a smaller shunt or a lower max_current_a"
                             % (amps, ohms, uv / 1000, chip.upper(), FULL_SCALE_UV[chip] / 1000))
+
+
+CHEMISTRIES = ("lfp", "nmc")  # hub/ocv.py TABLES
+
+
+def battery_problems(cfg, problems):
+    b = "battery."
+    chem = cfg["battery"]["chemistry"]
+    if chem not in CHEMISTRIES:
+        problems.append("battery.chemistry: %r is not known to the hub (known: %s)" % (chem, ", ".join(CHEMISTRIES)))
+    cap = cfg["battery"]["capacity_ah"]
+    if isinstance(cap, (int, float)) and not isinstance(cap, bool) and cap <= 0:
+        problems.append("battery.capacity_ah: must be above 0, got %r" % cap)
+    else:
+        _num(cfg, b + "capacity_ah", 0.01, 100000, problems)
+    _num(cfg, b + "cells_parallel", 1, 10000, problems, True)
+    _num(cfg, b + "charge_efficiency", 0.5, 1, problems)
+    _num(cfg, b + "tail_c", 0.001, 1, problems)
+    fm = _num(cfg, b + "full_mv", 0, 5000, problems, True)
+    if fm is not None and 0 < fm < 1000:
+        problems.append("battery.full_mv: %r mV is not a full pack's voltage (0 = the chemistry's default)" % fm)
+    _num(cfg, b + "full_hold_s", 0, 3600, problems)
+    _num(cfg, b + "rest_c", 0.0001, 0.5, problems)
+    _num(cfg, b + "rest_s", 60, 86400, problems)
+    _num(cfg, b + "min_dsoc_pct", 10, 100, problems)
+    _num(cfg, b + "step_c", 0.01, 5, problems)
+    _num(cfg, b + "resume_gap_s", 0, 3600, problems)
+    _num(cfg, b + "weak_capacity_pct", 50, 100, problems)
+    _num(cfg, b + "weak_resistance_pct", 100, 1000, problems)
+    _num(cfg, b + "weak_confidence", 0, 1, problems)
+    _num(cfg, b + "restore_max_s", 0, 86400, problems)
+    _num(cfg, b + "ocv_sigma_pct", 0, 50, problems)
+    _num(cfg, b + "voltage_error_pct", 0, 10, problems)
 
 
 def _topic_safe(s):

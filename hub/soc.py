@@ -52,6 +52,8 @@ DEFAULTS = {
     "weak_capacity_pct": 90,
     "weak_resistance_pct": 130,
     "weak_confidence": 0.8,
+    "ocv_sigma_pct": 3,  # how far a generic OCV table may be off mid-curve (half that at the top)
+    "voltage_error_pct": 0.3,  # the nodes' calibration error
     "restore_max_s": 600,  # a saved SOC is trusted after a reset only if it is younger than this (wall clock)
 }
 
@@ -117,6 +119,10 @@ class Estimator:
         self.full_for = 0
         self.full_done = False
         self.last_ok = -1  # ticks_ms of the last good shunt read
+        self.count_unc = 0  # cq: 1-sigma drift of the count since the last resync (common to all packs)
+        self.unc_ma = cap_mah // 500 or 1
+        self.ocv_sigma = int(cfg.get("ocv_sigma_pct", 3) * 100)  # 0.01 %: a generic table's error mid-curve
+        self.cal_ppm = int(cfg.get("voltage_error_pct", 0.3) * 10000)  # the nodes' calibration error
         self.last_sync_s = -1  # count_s at the last bank resync
         self.last_sync_q = 0
         self.last_sync_soc = _NONE  # median pack SOC at the last bank resync
@@ -168,6 +174,9 @@ class Estimator:
         whole = a // 10
         self._acc = a - whole * 10
         self.qnet += whole
+        # how far the count may have drifted since the last resync: the offset not yet learned (C/2000 once it
+        # is, C/500 before) for dt, plus the gain uncertainty (0.5 %) of the charge moved (cq)
+        self.count_unc += self.unc_ma * dt // 10000 + (whole if whole > 0 else -whole) // 200
         self._count_ms += dt
         if self._count_ms >= 1000:
             s = self._count_ms // 1000
@@ -289,6 +298,8 @@ class Estimator:
         health = self.health
         table = self.table
         m = 0
+        count_unc_bp = self.count_unc * 10000 // self.nominal_cq
+        post_max = 0
         socs = self._socs
         errs = self._errs
         ne = 0
@@ -303,11 +314,27 @@ class Estimator:
             s = ocv.soc_of(table, v)
             cap = health.capacity_cq(i)
             target = s * (cap // 10000)
-            if self.known[i]:
-                errs[ne] = self.q[i] - target
-                ne += 1
-            # capacity: charge counted between two rest points far enough apart
             a = self.anchor_soc[i]
+            if a >= 0 and -1500 <= s - a <= 1500:
+                # the same part of the curve as the last rest point: whatever table error there was is there
+                # again, so the charge counted in between less the OCV's change is the sensor's error
+                errs[ne] = (self.qnet - self.anchor_q[i]) - (s - a) * (cap // 10000)
+                ne += 1
+            if self.known[i]:
+                # blend: the count and the voltage each with its uncertainty (0.01 % units); the tables agree
+                # at the top (the charge voltage is 100 %), less mid-curve
+                sc = count_unc_bp
+                tab = self.ocv_sigma // 2 if s >= 9000 else self.ocv_sigma
+                slope = ocv.slope_of(table, v)  # 0.01 mV per %
+                sv = v * self.cal_ppm // 10000 * 10000 // (slope or 1)  # voltage error in 0.01 %
+                so2 = tab * tab + sv * sv
+                sc2 = sc * sc
+                k = sc2 * 1000 // (sc2 + so2) if sc2 + so2 else 1000
+                target = self.q[i] + (target - self.q[i]) * k // 1000
+                post = so2 * k // 1000
+            else:
+                post = 0
+            # capacity: charge counted between two rest points far enough apart
             if a >= 0:
                 ds = s - a
                 if ds >= self.min_dsoc or -ds >= self.min_dsoc:
@@ -320,16 +347,20 @@ class Estimator:
             self.q[i] = target
             self.known[i] = 1
             self.resyncs[i] += 1
+            if post > post_max:
+                post_max = post
             socs[m] = s
             m += 1
         if m == 0:
             return
+        # what is left of the count's uncertainty after the blend (0 after a plain resync: the voltage's own
+        # error is not the count's)
+        self.count_unc = _isqrt(post_max) * self.nominal_cq // 10000
         med_soc = _median(socs, m)
         # offset: between two resyncs in the same region of the curve, the counted charge should be zero error
-        if ne and self.last_sync_s >= 0:
+        if ne * 2 > m and self.last_sync_s >= 0:
             el = self.count_s - self.last_sync_s
-            ds = med_soc - self.last_sync_soc
-            if el >= 4 * 3600 and -1500 <= ds <= 1500:
+            if el >= 4 * 3600:
                 err_cq = _median(errs, ne)
                 meas = err_cq * 10 * 1000000 // (el * 1000)  # cq -> mAs, per s -> mA -> uA
                 self.offset_ua += meas * 7 // 10 if self.offset_n else meas
@@ -374,6 +405,21 @@ class Estimator:
                 self.q[i] = q[i]
                 self.known[i] = 1
         self.n = min(len(q), self.max_packs)
+
+
+def _isqrt(x):
+    r = 0
+    b = 1 << 30
+    while b > x:
+        b >>= 2
+    while b:
+        if x >= r + b:
+            x -= r + b
+            r = (r >> 1) + b
+        else:
+            r >>= 1
+        b >>= 2
+    return r
 
 
 def _median(vals, m):

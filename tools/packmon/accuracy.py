@@ -200,6 +200,12 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
     chem = args.chemistry or truth.chemistry
     cell_ah = truth.nominal_ah / args.parallel
     cfg = {"chemistry": chem, "capacity_ah": cell_ah, "cells_parallel": args.parallel}
+    for kv in args.set or []:
+        k, _, v = kv.partition("=")
+        try:
+            cfg[k] = json.loads(v)
+        except ValueError:
+            raise ToolError(f"--set {kv}: the value must be JSON (a number, true/false, \"text\")") from None
     est = Estimator(cfg, args.packs)
     if est.error:
         raise ToolError(est.error)
@@ -441,6 +447,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cal-error", type=float, default=0.3, help="node calibration error, +- %%")
     p.add_argument("--chemistry", default=None, help="the hub's chemistry setting (default: from the parameter set)")
     p.add_argument("--sensor", default="fast", choices=("fast",))
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="an estimator setting of the battery block "
+                   "(hub/config.py), e.g. --set ocv_sigma_pct=5")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2, help="PyBaMM worker processes")
     p.add_argument("--no-cache", action="store_true")
