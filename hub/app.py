@@ -63,6 +63,12 @@ class Hub:
         self.energy = None
         if cfg["shunt"]["enabled"]:
             self._start_shunt()
+        self.estimator = None  # hub.soc.Estimator with an enabled `battery` block
+        self.battery_error = ""  # why SOC/health are unknown for good (bad battery block): said once on P/error
+        self._said_battery = False
+        self._est_events = 0
+        if cfg["battery"]["enabled"]:
+            self._start_estimator()
 
     def _start_shunt(self):
         from hub import shunt as shunt_mod
@@ -174,6 +180,8 @@ class Hub:
             self.energy.update(self.shunt, self.bank, self.port.wall_time())
             if self.energy.changed:
                 self.store.changed()
+        if self.estimator is not None or self.battery_error:
+            self._estimate(now)
         self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
         for k in range(len(self.alarms.changed)):
             if self.alarms.news[k]:
@@ -183,6 +191,35 @@ class Hub:
         self.store.service(clk.ticks_ms())
         self.cycles += 1
         self.port.feed_watchdog()
+
+    def _start_estimator(self):
+        bad = self.cfg.get("battery_problems") or []
+        if bad:
+            self.battery_error = "battery: bad config, SOC and health are unknown: %s" % "; ".join(bad)
+            return
+        from hub.soc import Estimator
+
+        est = Estimator(self.cfg["battery"], self.cfg["max_packs"], wall=self.port.wall_time, log=self.log)
+        if est.error:
+            self.battery_error = est.error
+            return
+        if self.shunt is None:
+            self.battery_error = "battery: no shunt block, so the current is unknown: SOC and health stay unknown"
+        self.estimator = est
+        self.store.register("estimator", est)
+
+    def _estimate(self, now):
+        """After the scan and the shunt read: SOC and health (pure; no I/O)."""
+        if self.battery_error and not self._said_battery:
+            self._said_battery = True
+            self._error(now, self.battery_error)
+        est = self.estimator
+        if est is None:
+            return
+        est.update(now, self.bank, self.shunt, self._td)
+        if est.events != self._est_events:  # a resync, a capacity or an offset learned: worth keeping
+            self._est_events = est.events
+            self.store.changed()
 
     def _read_shunt(self, now):
         s = self.shunt

@@ -581,8 +581,9 @@ def _days(spec, packs, prof, cur, skew, v, temp, dis, dis0, lo_cut, nominal, eve
         for j in range(n):
             got = float(done[j][1][-1])
             if abs(got - moved) > 0.01 * nominal / spec.parallel + 0.02 * abs(moved):
+                allgot = " ".join(f"{float(done[jj][1][-1]):.3f}" for jj in range(n))
                 raise TruthError(f"PyBaMM's pack {j + 1} moved {got:.3f} Ah on day {k0 // per_day + 1} where the "
-                                 f"current moved {moved:.3f} Ah: the solver is stuck (a pack too deep?)")
+                                 f"current moved {moved:.3f} Ah: the solver went wrong (all packs: {allgot})")
         for j in range(n):
             v[j, k0:k1] = vv[j]
             temp[j, k0:k1] = done[j][0]
