@@ -105,11 +105,12 @@ class Health:
             return -1
         return self.r[i] * 100 // self.r_ref[i]
 
-    def _median(self, vals, n, ok_conf, conf_fn):
+    def _median(self, vals, n, ok_conf, of_r):
         s = self._scratch
         m = 0
         for i in range(n):
-            if conf_fn(i) >= ok_conf and vals[i] > 0:
+            c = self.r_conf(i) if of_r else self.cap_conf(i)  # (a bound method as an argument would allocate)
+            if c >= ok_conf and vals[i] > 0:
                 v = vals[i]
                 j = m
                 while j > 0 and s[j - 1] > v:  # insertion sort in place: no allocation
@@ -124,8 +125,8 @@ class Health:
     def evaluate(self, n):
         """Names the weakest: capacity <= weak_cap_pct of the median, or resistance >= weak_r_pct of it, each
         only at confidence >= weak_conf and against a median of at least 3 confident packs."""
-        cmed = self._median(self.cap, n, self.weak_conf, self.cap_conf)
-        rmed = self._median(self.r, n, self.weak_conf, self.r_conf)
+        cmed = self._median(self.cap, n, self.weak_conf, False)
+        rmed = self._median(self.r, n, self.weak_conf, True)
         worst = 0
         worst_score = 0
         for i in range(n):
