@@ -121,6 +121,7 @@ class Estimator:
         self.last_ok = -1  # ticks_ms of the last good shunt read
         self.count_unc = 0  # cq: 1-sigma drift of the count since the last resync (common to all packs)
         self.unc_ma = cap_mah // 500 or 1
+        self.thru_div = 10
         self.ocv_sigma = int(cfg.get("ocv_sigma_pct", 3) * 100)  # 0.01 %: a generic table's error mid-curve
         self.cal_ppm = int(cfg.get("voltage_error_pct", 0.3) * 10000)  # the nodes' calibration error
         self.last_sync_s = -1  # count_s at the last bank resync
@@ -175,8 +176,9 @@ class Estimator:
         self._acc = a - whole * 10
         self.qnet += whole
         # how far the count may have drifted since the last resync: the offset not yet learned (C/2000 once it
-        # is, C/500 before) for dt, plus the gain uncertainty (0.5 %) of the charge moved (cq)
-        self.count_unc += self.unc_ma * dt // 10000 + (whole if whole > 0 else -whole) // 200
+        # is, C/500 before) for dt, plus the gain and capacity uncertainty of the charge moved (cq): 10 % while a
+        # pack's capacity is still the nominal, 2 % once every pack's was measured
+        self.count_unc += self.unc_ma * dt // 10000 + (whole if whole > 0 else -whole) // self.thru_div
         self._count_ms += dt
         if self._count_ms >= 1000:
             s = self._count_ms // 1000
@@ -353,6 +355,11 @@ class Estimator:
             m += 1
         if m == 0:
             return
+        learned = True
+        for i in range(self.n):
+            if health.cap_n[i] == 0:
+                learned = False
+        self.thru_div = 50 if learned else 10
         # what is left of the count's uncertainty after the blend (0 after a plain resync: the voltage's own
         # error is not the count's)
         self.count_unc = _isqrt(post_max) * self.nominal_cq // 10000

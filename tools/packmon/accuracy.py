@@ -199,6 +199,13 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
     t_truth = time.time() - t0
     chem = args.chemistry or truth.chemistry
     cell_ah = truth.nominal_ah / args.parallel
+    if args.ocv_table == "truth":
+        # DIAGNOSTIC: the hub's table replaced, in this process only, by the simulated cell's own curve: the
+        # difference to a normal run is what the generic table costs
+        from hub import ocv as hub_ocv
+
+        hub_ocv.TABLES[chem] = cells.truth_ocv_table(args.param_set)
+        log(f"ocv: DIAGNOSTIC run with {args.param_set}'s own OCV instead of the generic {chem} table")
     cfg = {"chemistry": chem, "capacity_ah": cell_ah, "cells_parallel": args.parallel}
     for kv in args.set or []:
         k, _, v = kv.partition("=")
@@ -302,6 +309,7 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
         "offset_ma": args.offset_ma,
         "noise_ma": args.noise_ma,
         "seed": args.seed,
+        "ocv_table": args.ocv_table,
         "soc_max_abs_error_pct": _r(float(np.max(err))) if known.any() else None,
         "soc_rms_error_pct": _r(float(np.sqrt(np.mean(err ** 2)))) if known.any() else None,
         "pack_soc_max_abs_error_pct": _r(float(np.nanmax(perr))) if np.isfinite(perr).any() else None,
@@ -339,23 +347,15 @@ GRID = 5.0
 
 
 def _cycles(soc: np.ndarray, t: np.ndarray, until_s: float) -> int:
-    """Swings of >= 40 % SOC (either way) in a pack's true SOC before until_s."""
+    """Discharges of >= 40 % SOC (from a high point to a low one) in a pack's true SOC before until_s."""
     k_end = int(np.searchsorted(t, until_s))
-    s = soc[: k_end + 1]
-    if len(s) == 0:
-        return 0
     n = 0
-    ref = s[0]
-    direction = 0
-    for x in s:
-        if direction >= 0 and x > ref:
-            ref = x
-        if direction <= 0 and x < ref:
-            ref = x
-        if abs(x - ref) >= 0.40:
+    hi = -1.0
+    for x in soc[: k_end + 1]:
+        hi = max(hi, float(x))
+        if hi - x >= 0.40:
             n += 1
-            direction = 1 if x > ref else -1
-            ref = x
+            hi = float(x)
     return n
 
 
@@ -449,6 +449,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sensor", default="fast", choices=("fast",))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="an estimator setting of the battery block "
                    "(hub/config.py), e.g. --set ocv_sigma_pct=5")
+    p.add_argument("--ocv-table", choices=("generic", "truth"), default="generic",
+                   help="truth: a diagnostic run with the simulated cell's own OCV curve in place of the hub's generic "
+                   "table, to see what the generic table costs")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2, help="PyBaMM worker processes")
     p.add_argument("--no-cache", action="store_true")
