@@ -97,6 +97,8 @@ class Estimator:
         self.anchor_soc = [_NONE] * m  # SOC at the last rest point
         self.anchor_q = [0] * m  # the bank's charge counter then
         self.resyncs = [0] * m
+        self.rest_syncs = 0  # bank resyncs at rest / at full (diagnostics)
+        self.full_syncs = 0
         # bank
         self.n = 0
         self.bank_soc = _NONE
@@ -377,6 +379,10 @@ class Estimator:
         self.last_sync_q = self.qnet
         self.last_sync_soc = med_soc
         self.last_sync_kind = kind
+        if kind == _KIND_FULL:
+            self.full_syncs += 1
+        else:
+            self.rest_syncs += 1
         self.events += 1
         self._outputs(self.n)
 

@@ -328,6 +328,8 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
         "switching_load_sampled_bias_pct": _r(sw["bias_sampled_pct"], 3) if sw else None,
         "offset_learned_ma": _r(est.offset_ua / 1000, 2),
         "resyncs_min": int(min(est.resyncs[i] for i in range(n))),
+        "rest_resyncs": est.rest_syncs,
+        "full_resyncs": est.full_syncs,
         "events": truth.events,
         "packs_detail": [
             {"pack": i + 1, "capacity_ah": _r(caps_true[i], 3), "capacity_est_ah": _r(cap_est[i], 3),
@@ -408,6 +410,7 @@ def table(res: dict) -> str:
         ("switching load bias", res["switching_load_charge_bias_pct"], "%", "<= 0.5 %"),
         ("  (sampling the current instead)", res["switching_load_sampled_bias_pct"], "%", ""),
         ("sensor offset learned", res["offset_learned_ma"], "mA", f"true {res['offset_ma']}"),
+        ("resyncs at rest / at full", f"{res['rest_resyncs']}/{res['full_resyncs']}", "", ""),
     ]
     out = [f"packmon accuracy: {res['packs']} packs of {res['parallel']}P {res['param_set']} ({res['chemistry']}), "
            f"{res['days']:g} days, gain {res['gain_error_pct']} %, offset {res['offset_ma']} mA, "
