@@ -141,3 +141,27 @@ def test_shunt_block_good(tmp_path, run) -> None:
                                         "max_current_a": 300}))
     r = run("check-config", f)
     assert r.rc == 0 and "shunt INA228 at 0x40 (0.0005 ohm, 300 A)" in r.out
+
+
+def test_battery_block_each_bad_field_named(tmp_path, run) -> None:
+    cfg = with_("battery", {"enabled": True, "chemistry": "lto", "capacity_ah": -5, "cells_parallel": 2.5,
+                            "weak_confidence": 3})
+    r = run("check-config", write(tmp_path, cfg), "--json")
+    assert r.rc == 1
+    probs = json.loads(r.out)["problems"]
+    fields = {p.split(":")[0] for p in probs}
+    assert {"battery.chemistry", "battery.capacity_ah", "battery.cells_parallel", "battery.weak_confidence"} <= fields
+    assert "battery.chemistry: 'lto' is not known to the hub (known: lfp, nmc)" in probs
+    assert "battery.capacity_ah: must be above 0, got -5" in probs
+
+
+def test_battery_block_good(tmp_path, run) -> None:
+    cfg = with_("battery", {"enabled": True, "chemistry": "lfp", "capacity_ah": 3, "cells_parallel": 80})
+    r = run("check-config", write(tmp_path, cfg))
+    assert r.rc == 0 and "SOC/health for LFP packs of 3 Ah x 80P (no shunt block: SOC stays unknown)" in r.out
+
+
+def test_accuracy_is_a_command() -> None:
+    p = cli.build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    assert "accuracy" in sub.choices
