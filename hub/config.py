@@ -217,7 +217,9 @@ def validate(raw, need_wifi=True):
         shunt_problems(cfg, problems)
     _bool(cfg, "battery.enabled", problems)
     if cfg["battery"]["enabled"] is True:
-        battery_problems(cfg, problems)
+        from hub.soc import config_problems  # only with a battery block: the heap is small
+
+        config_problems(cfg, problems, _num)
     # A bad shunt block does not stop the hub: voltage monitoring goes on, the shunt stays off and the
     # hub publishes why on <prefix>/error. check-config reports these like any other problem.
     soft = [p for p in problems if p.startswith("shunt.") or p.startswith("shunt:")]
@@ -264,39 +266,6 @@ def shunt_problems(cfg, problems):
             problems.append("shunt.max_current_a: %r A x %r ohm = %.2f mV is beyond the %s's full-scale shunt "
                             "voltage (%.2f mV): use a smaller shunt or a lower max_current_a"
                             % (amps, ohms, uv / 1000, chip.upper(), FULL_SCALE_UV[chip] / 1000))
-
-
-CHEMISTRIES = ("lfp", "nmc")  # hub/ocv.py TABLES
-
-
-def battery_problems(cfg, problems):
-    b = "battery."
-    chem = cfg["battery"]["chemistry"]
-    if chem not in CHEMISTRIES:
-        problems.append("battery.chemistry: %r is not known to the hub (known: %s)" % (chem, ", ".join(CHEMISTRIES)))
-    cap = cfg["battery"]["capacity_ah"]
-    if isinstance(cap, (int, float)) and not isinstance(cap, bool) and cap <= 0:
-        problems.append("battery.capacity_ah: must be above 0, got %r" % cap)
-    else:
-        _num(cfg, b + "capacity_ah", 0.01, 100000, problems)
-    _num(cfg, b + "cells_parallel", 1, 10000, problems, True)
-    _num(cfg, b + "charge_efficiency", 0.5, 1, problems)
-    _num(cfg, b + "tail_c", 0.001, 1, problems)
-    fm = _num(cfg, b + "full_mv", 0, 5000, problems, True)
-    if fm is not None and 0 < fm < 1000:
-        problems.append("battery.full_mv: %r mV is not a full pack's voltage (0 = the chemistry's default)" % fm)
-    _num(cfg, b + "full_hold_s", 0, 3600, problems)
-    _num(cfg, b + "rest_c", 0.0001, 0.5, problems)
-    _num(cfg, b + "rest_s", 60, 86400, problems)
-    _num(cfg, b + "min_dsoc_pct", 10, 100, problems)
-    _num(cfg, b + "step_c", 0.01, 5, problems)
-    _num(cfg, b + "resume_gap_s", 0, 3600, problems)
-    _num(cfg, b + "weak_capacity_pct", 50, 100, problems)
-    _num(cfg, b + "weak_resistance_pct", 100, 1000, problems)
-    _num(cfg, b + "weak_confidence", 0, 1, problems)
-    _num(cfg, b + "restore_max_s", 0, 86400, problems)
-    _num(cfg, b + "ocv_sigma_pct", 0, 50, problems)
-    _num(cfg, b + "voltage_error_pct", 0, 10, problems)
 
 
 def _topic_safe(s):

@@ -166,11 +166,7 @@ class Publisher:
         self.power_out = -1
         self.date_day = None
         self.date = bytearray(10)
-        # estimator topics (hub/soc.py): per pack what the retained soc topic carries (1 value, 0 empty,
-        # 2 nothing yet: after a connect); the bank's soc, time to full/empty and weakest the same way
-        self.soc_out = bytearray(n)
-        self.bsoc_out = bytearray(5)  # soc, time_to_full, time_to_empty, weakest, (spare)
-        self.soc_reset()
+        self.soc_topics_reset = True  # hub/soc_topics.py keeps its state on the publisher
 
     # -- connection ------------------------------------------------------------------------------
     def _make_client(self):
@@ -417,72 +413,15 @@ class Publisher:
 
     # -- SOC and health (hub/soc.py, hub/health.py) ----------------------------------------------------
     def soc_reset(self):
-        for i in range(len(self.soc_out)):
-            self.soc_out[i] = 2
-        for i in range(len(self.bsoc_out)):
-            self.bsoc_out[i] = 2
-        self.health_due = True
-
-    def _opt_pub(self, out, k, topic, v, decimals):
-        """A retained plain value, or the empty retained payload (deleted: unknown) once when it turns
-        unknown. v < 0 means unknown."""
-        if v >= 0:
-            self._pub(topic, self.msg.clear().fixed(v, decimals).view(), True)
-            out[k] = 1
-        elif out[k]:
-            self._pub(topic, b"", True)
-            out[k] = 0
+        self.soc_topics_reset = True  # after a connect: everything again (hub/soc_topics.py)
 
     def _publish_soc(self, hub, est):
-        """<prefix>/bank/soc and <prefix>/pack/<n>/soc: % (2 decimals), empty retained while unknown;
-        <prefix>/bank/time_to_full and time_to_empty: minutes, empty while unknown or not (dis)charging;
-        <prefix>/bank/weakest: the pack named weakest, empty when none; <prefix>/pack/<n>/health (retained JSON,
-        once a minute): capacity_ah, soh (%), resistance_mohm, resistance_growth (%), confidence (0..1),
-        weakest; null where not learned yet. Without an estimator (bad battery block): all unknown."""
-        bank = hub.bank
-        bo = self.bsoc_out
-        if est is None:
-            self._opt_pub(bo, 0, self._t(b"/bank/soc"), -1, 0)
-            for i in range(bank.n):
-                if self.soc_out[i]:
-                    self._pub(self._t(b"/pack/", i + 1, b"/soc"), b"", True)
-                    self._pub(self._t(b"/pack/", i + 1, b"/health"), b"", True)
-                    self.soc_out[i] = 0
-            return
-        self._opt_pub(bo, 0, self._t(b"/bank/soc"), est.bank_soc, 2)
-        self._opt_pub(bo, 1, self._t(b"/bank/time_to_full"), est.ttf_s // 60 if est.ttf_s >= 0 else -1, 0)
-        self._opt_pub(bo, 2, self._t(b"/bank/time_to_empty"), est.tte_s // 60 if est.tte_s >= 0 else -1, 0)
-        h = est.health
-        self._opt_pub(bo, 3, self._t(b"/bank/weakest"), h.weakest if h.weakest else -1, 0)
-        for i in range(bank.n):
-            if not self.connected:
-                return
-            self._opt_pub(self.soc_out, i, self._t(b"/pack/", i + 1, b"/soc"), est.soc[i], 2)
-        if self.health_due or est.scans % 12 == 0:
-            self.health_due = False
-            for i in range(bank.n):
-                self._pub(self._t(b"/pack/", i + 1, b"/health"), self._health(h, i), True)
+        """<prefix>/bank/soc, pack/<n>/soc, pack/<n>/health, bank/time_to_full, time_to_empty, weakest: see
+        hub/soc_topics.py, imported only with a battery block (the hub's 100 KB heap has no room for code it
+        does not run)."""
+        from hub import soc_topics
 
-    def _health(self, h, i):
-        m = self.msg.clear().s(b'{"pack":').i(i + 1).s(b',"capacity_ah":')
-        learned = h.cap_n[i] > 0
-        _opt(m, h.cap[i] // 360, learned)  # cq (10 mAs) -> mAh
-        m.s(b',"soh":')
-        if learned:
-            m.fixed(h.soh_pct10(i), 1)
-        else:
-            m.s(b"null")
-        m.s(b',"resistance_mohm":')
-        _opt(m, h.r[i], h.r_n[i] > 0)  # micro-ohm -> milliohm, 3 decimals
-        m.s(b',"resistance_growth":')
-        g = h.r_growth_pct(i)
-        if g >= 0:
-            m.i(g)
-        else:
-            m.s(b"null")
-        m.s(b',"confidence":').fixed(h.confidence(i), 2)
-        m.s(b',"weakest":').s(b"true" if h.weak[i] else b"false")
-        return m.c(125).view()
+        soc_topics.publish(self, hub, est)
 
     # -- the shunt (hub/shunt.py, hub/energy.py) ------------------------------------------------------
     def _publish_current(self, hub):

@@ -420,6 +420,38 @@ class Estimator:
         self.n = min(len(q), self.max_packs)
 
 
+def config_problems(cfg, problems, _num):
+    """hub/config.py validate(): every bad field of the battery block (_num is config's range check)."""
+    b = "battery."
+    chem = cfg["battery"]["chemistry"]
+    if chem not in ocv.TABLES:
+        problems.append("battery.chemistry: %r is not known to the hub (known: %s)" % (
+            chem, ", ".join(sorted(ocv.TABLES))))
+    cap = cfg["battery"]["capacity_ah"]
+    if isinstance(cap, (int, float)) and not isinstance(cap, bool) and cap <= 0:
+        problems.append("battery.capacity_ah: must be above 0, got %r" % cap)
+    else:
+        _num(cfg, b + "capacity_ah", 0.01, 100000, problems)
+    _num(cfg, b + "cells_parallel", 1, 10000, problems, True)
+    _num(cfg, b + "charge_efficiency", 0.5, 1, problems)
+    _num(cfg, b + "tail_c", 0.001, 1, problems)
+    fm = _num(cfg, b + "full_mv", 0, 5000, problems, True)
+    if fm is not None and 0 < fm < 1000:
+        problems.append("battery.full_mv: %r mV is not a full pack's voltage (0 = the chemistry's default)" % fm)
+    _num(cfg, b + "full_hold_s", 0, 3600, problems)
+    _num(cfg, b + "rest_c", 0.0001, 0.5, problems)
+    _num(cfg, b + "rest_s", 60, 86400, problems)
+    _num(cfg, b + "min_dsoc_pct", 10, 100, problems)
+    _num(cfg, b + "step_c", 0.01, 5, problems)
+    _num(cfg, b + "resume_gap_s", 0, 3600, problems)
+    _num(cfg, b + "weak_capacity_pct", 50, 100, problems)
+    _num(cfg, b + "weak_resistance_pct", 100, 1000, problems)
+    _num(cfg, b + "weak_confidence", 0, 1, problems)
+    _num(cfg, b + "restore_max_s", 0, 86400, problems)
+    _num(cfg, b + "ocv_sigma_pct", 0, 50, problems)
+    _num(cfg, b + "voltage_error_pct", 0, 10, problems)
+
+
 def _isqrt(x):
     r = 0
     b = 1 << 30
