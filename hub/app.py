@@ -14,7 +14,6 @@
 from hub import codec
 from hub.alarms import Alarms
 from hub.bank import Bank
-from hub.persist import Store
 from hub.publisher import Publisher
 from hub.ring import Ring, RingError
 
@@ -36,6 +35,10 @@ class Hub:
     def __init__(self, cfg, port, probes=None):
         self.cfg = cfg
         self.port = port
+        if cfg["shunt"]["enabled"]:
+            from hub.shunt import preload
+
+            preload(cfg["shunt"]["chip"])
         clk = port.clock
         self._td = clk.ticks_diff  # bound once: passing clk.ticks_diff each cycle would allocate
         self.ring = Ring(port.uart, cfg["uart"]["baud"], clk, cfg["max_packs"])
@@ -58,31 +61,23 @@ class Hub:
         self.republish_alarms = True
         self.cycles = 0
         self.last_error = ""
-        self.store = Store(cfg["state_file"], clk, log=self.log)
+        self._store = None
         self.shunt = None
         self.energy = None
         if cfg["shunt"]["enabled"]:
-            self._start_shunt()
+            from hub.shunt import start  # loaded only with a shunt: the board's heap is small
 
-    def _start_shunt(self):
-        from hub import shunt as shunt_mod
-        from hub.energy import Energy
+            start(self)
 
-        sc = self.cfg["shunt"]
-        self.energy = Energy()
-        self.store.register("energy", self.energy)
-        if self.cfg["shunt_problems"]:
-            self.shunt = shunt_mod.Broken("shunt: bad config, current is not measured: %s"
-                                          % "; ".join(self.cfg["shunt_problems"]))
-            return
-        i = sc["i2c"]
-        where = "I2C %s, SDA %d, SCL %d" % ("soft" if i["id"] < 0 else i["id"], i["sda"], i["scl"])
-        try:
-            bus = self.port.i2c(i)
-            self.shunt = shunt_mod.make(sc, bus, self.port.clock, where)
-        except Exception as e:  # no bus (pins in use, bad id) or a calibration that cannot be set
-            self.shunt = shunt_mod.Broken("shunt: cannot start the %s on %s: %s; current is not measured"
-                                          % (sc["chip"].upper(), where, e))
+    @property
+    def store(self):
+        """The hub's one persistence store (hub/persist.py, cfg["state_file"]), made when a feature first
+        asks for it, so a hub without such a feature does not load it."""
+        if self._store is None:
+            from hub.persist import Store
+
+            self._store = Store(self.cfg["state_file"], self.port.clock, log=self.log)
+        return self._store
 
     def log(self, level, msg):
         self.port.log(level, msg)
@@ -173,14 +168,15 @@ class Hub:
         if self.energy is not None:
             self.energy.update(self.shunt, self.bank, self.port.wall_time())
             if self.energy.changed:
-                self.store.changed()
+                self._store.changed()
         self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
         for k in range(len(self.alarms.changed)):
             if self.alarms.news[k]:
                 self.log("warning" if self.alarms.active[k] else "info", "alarm %s %s" % (
                     _alarm_name(k), "raised" if self.alarms.active[k] else "cleared"))
         self.publisher.publish_cycle(self, now)
-        self.store.service(clk.ticks_ms())
+        if self._store is not None:
+            self._store.service(clk.ticks_ms())
         self.cycles += 1
         self.port.feed_watchdog()
 

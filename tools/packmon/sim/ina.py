@@ -400,7 +400,7 @@ def solar_day(peak_charge_a: float = 60.0, night_load_a: float = 25.0,
 # request:  op (b'R' read / b'W' write), addr, reg, n, then n data bytes for a write
 # answer:   status (0 = acknowledged, else an errno: 19 no device, 5 NACK), then n bytes for a read
 class SocketI2CServer:
-    """Serves a model on 127.0.0.1 for hub.port.SocketI2C (one client at a time)."""
+    """Serves a model on 127.0.0.1 for hub.simlink.SocketI2C (one client at a time)."""
 
     def __init__(self, model: _Base, host: str = "127.0.0.1", port: int = 0) -> None:
         self.model = model
