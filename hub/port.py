@@ -331,6 +331,7 @@ class BoardPort(Port):
         self.reset_cause = machine.reset_cause()
         self._ntp_ok = False
         self._ntp_next = None  # ticks_ms of the next NTP attempt
+        self._epoch = None
 
     def i2c(self, icfg):
         import machine
@@ -360,7 +361,9 @@ class BoardPort(Port):
                 self._ntp_next = ticks_add(now, 600000)
         if not self._ntp_ok:
             return None
-        return time.time()
+        if self._epoch is None:  # ports count from 2000 (the ESP32) or 1970: the hub counts from 2000
+            self._epoch = 946684800 if time.gmtime(0)[0] == 1970 else 0
+        return time.time() - self._epoch
 
     def feed_watchdog(self):
         if self._wdt is not None:
