@@ -5,10 +5,13 @@ import json
 import sys
 
 from hub import codec, config
+from hub import shunt as shunt_mod
 from hub.alarms import Alarms
 from hub.bank import Bank
+from hub.energy import Energy, civil
 from hub.publisher import _Buf
 from hub.ring import Ring
+from hub.shunt_topics import power_dw
 
 failures = []
 
@@ -122,10 +125,6 @@ check(b.clear().i(0).bytes() == b"0", "int 0")
 
 # the shunt's fixed point on the real runtime: the Scaler against exact integer arithmetic (the unix
 # port's 63-bit small ints hold the reference products), energy counters, power, dates, a config check
-from hub import shunt as shunt_mod
-from hub.energy import Energy, civil
-from hub.shunt_topics import power_dw
-
 for factor in (0.00038147, 0.38147, 6.1035, 123.4):
     sc = shunt_mod.Scaler(factor)
     total = 0
