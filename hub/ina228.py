@@ -86,7 +86,7 @@ class Ina228(Shunt):
         if self._r16(_8_SHUNT_CAL) != self.shunt_cal:
             self._chip_reset(now)  # a brown-out restored the defaults (SHUNT_CAL 0x1000): the count is lost
             return
-        diag = self._r16(_8_DIAG_ALRT)  # reading it also clears the latched overflow flags
+        diag = self._r16(_8_DIAG_ALRT)  # before CHARGE: reading CHARGE clears CHARGEOF
         b = self.b3
         self.i2c.readfrom_mem_into(self.addr, _8_CURRENT, b)
         cur = (b[0] << 12) | (b[1] << 4) | (b[2] >> 4)
@@ -102,7 +102,7 @@ class Ina228(Shunt):
             # the current or the charge count overflowed, or the shunt voltage hit full scale: this
             # reading and the charge since the last one are not trustworthy
             self.out_of_range += 1
-            self._clear_acc(now)
+            self._clear_acc(now)  # RSTACC also clears MATHOF
             self.t_good = now
             self._fail("shunt: reading out of range (%s): the current is beyond the %d A that shunt.max_current_a "
                        "and the shunt allow; current is unknown" % (_diag_names(diag), self.max_a))
