@@ -14,7 +14,6 @@
 from hub import codec
 from hub.alarms import Alarms
 from hub.bank import Bank
-from hub.persist import Store
 from hub.publisher import Publisher
 from hub.ring import Ring, RingError
 
@@ -36,6 +35,10 @@ class Hub:
     def __init__(self, cfg, port, probes=None):
         self.cfg = cfg
         self.port = port
+        if cfg["shunt"]["enabled"]:
+            from hub.shunt import preload
+
+            preload(cfg["shunt"]["chip"])
         clk = port.clock
         self._td = clk.ticks_diff  # bound once: passing clk.ticks_diff each cycle would allocate
         self.ring = Ring(port.uart, cfg["uart"]["baud"], clk, cfg["max_packs"])
@@ -58,37 +61,30 @@ class Hub:
         self.republish_alarms = True
         self.cycles = 0
         self.last_error = ""
-        self.store = Store(cfg["state_file"], clk, log=self.log)
+        self._store = None
         self.shunt = None
         self.energy = None
         if cfg["shunt"]["enabled"]:
-            self._start_shunt()
+            from hub.shunt import start  # loaded only with a shunt: the board's heap is small
+
+            start(self)
         self.estimator = None  # hub.soc.Estimator with an enabled `battery` block
-        self.battery_error = ""  # why SOC/health are unknown for good (bad battery block): said once on P/error
-        self._said_battery = False
-        self._est_events = 0
+        self.battery_error = ""  # why SOC and health are unknown for good: said once on P/error
+        self.est_step = None
         if cfg["battery"]["enabled"]:
-            self._start_estimator()
+            from hub.soc import start as start_estimator  # loaded only with a battery block
 
-    def _start_shunt(self):
-        from hub import shunt as shunt_mod
-        from hub.energy import Energy
+            start_estimator(self)
 
-        sc = self.cfg["shunt"]
-        self.energy = Energy()
-        self.store.register("energy", self.energy)
-        if self.cfg["shunt_problems"]:
-            self.shunt = shunt_mod.Broken("shunt: bad config, current is not measured: %s"
-                                          % "; ".join(self.cfg["shunt_problems"]))
-            return
-        i = sc["i2c"]
-        where = "I2C %s, SDA %d, SCL %d" % ("soft" if i["id"] < 0 else i["id"], i["sda"], i["scl"])
-        try:
-            bus = self.port.i2c(i)
-            self.shunt = shunt_mod.make(sc, bus, self.port.clock, where)
-        except Exception as e:  # no bus (pins in use, bad id) or a calibration that cannot be set
-            self.shunt = shunt_mod.Broken("shunt: cannot start the %s on %s: %s; current is not measured"
-                                          % (sc["chip"].upper(), where, e))
+    @property
+    def store(self):
+        """The hub's one persistence store (hub/persist.py, cfg["state_file"]), made when a feature first
+        asks for it, so a hub without such a feature does not load it."""
+        if self._store is None:
+            from hub.persist import Store
+
+            self._store = Store(self.cfg["state_file"], self.port.clock, log=self.log)
+        return self._store
 
     def log(self, level, msg):
         self.port.log(level, msg)
@@ -179,47 +175,19 @@ class Hub:
         if self.energy is not None:
             self.energy.update(self.shunt, self.bank, self.port.wall_time())
             if self.energy.changed:
-                self.store.changed()
-        if self.estimator is not None or self.battery_error:
-            self._estimate(now)
+                self._store.changed()
+        if self.est_step is not None:
+            self.est_step(self, now)  # SOC and health (hub/soc.py hub_step)
         self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
         for k in range(len(self.alarms.changed)):
             if self.alarms.news[k]:
                 self.log("warning" if self.alarms.active[k] else "info", "alarm %s %s" % (
                     _alarm_name(k), "raised" if self.alarms.active[k] else "cleared"))
         self.publisher.publish_cycle(self, now)
-        self.store.service(clk.ticks_ms())
+        if self._store is not None:
+            self._store.service(clk.ticks_ms())
         self.cycles += 1
         self.port.feed_watchdog()
-
-    def _start_estimator(self):
-        bad = self.cfg.get("battery_problems") or []
-        if bad:
-            self.battery_error = "battery: bad config, SOC and health are unknown: %s" % "; ".join(bad)
-            return
-        from hub.soc import Estimator
-
-        est = Estimator(self.cfg["battery"], self.cfg["max_packs"], wall=self.port.wall_time, log=self.log)
-        if est.error:
-            self.battery_error = est.error
-            return
-        if self.shunt is None:
-            self.battery_error = "battery: no shunt block, so the current is unknown: SOC and health stay unknown"
-        self.estimator = est
-        self.store.register("estimator", est)
-
-    def _estimate(self, now):
-        """After the scan and the shunt read: SOC and health (pure; no I/O)."""
-        if self.battery_error and not self._said_battery:
-            self._said_battery = True
-            self._error(now, self.battery_error)
-        est = self.estimator
-        if est is None:
-            return
-        est.update(now, self.bank, self.shunt, self._td)
-        if est.events != self._est_events:  # a resync, a capacity or an offset learned: worth keeping
-            self._est_events = est.events
-            self.store.changed()
 
     def _read_shunt(self, now):
         s = self.shunt

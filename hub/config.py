@@ -145,6 +145,8 @@ def validate(raw, need_wifi=True):
     problems = []
     if not isinstance(raw, dict):
         raise ConfigError(["config: must be a JSON object"])
+    if "shunt_problems" in raw or "battery_problems" in raw:  # a validated config validated again: the
+        raw = {k: raw[k] for k in raw if k not in ("shunt_problems", "battery_problems")}  # derived lists go
     cfg = _merge(DEFAULTS, raw, "", problems)
     bank = _str(cfg, "bank", problems, True)
     if bank and not _topic_safe(bank):
@@ -214,7 +216,12 @@ def validate(raw, need_wifi=True):
         problems.append("log_level: must be one of %s" % ", ".join(LOG_LEVELS))
     _bool(cfg, "shunt.enabled", problems)
     if cfg["shunt"]["enabled"] is True:
-        shunt_problems(cfg, problems)
+        import sys
+
+        from hub import shunt_check  # loaded only with a shunt, and dropped after: the heap is small
+
+        shunt_check.check_config(cfg, problems, _num, _bool)
+        sys.modules.pop("hub.shunt_check", None)
     _bool(cfg, "battery.enabled", problems)
     if cfg["battery"]["enabled"] is True:
         from hub.soc import config_problems  # only with a battery block: the heap is small
@@ -237,35 +244,6 @@ def validate(raw, need_wifi=True):
     if not cfg["mqtt"]["tls"]["server_hostname"]:
         cfg["mqtt"]["tls"]["server_hostname"] = cfg["mqtt"]["host"]  # the name the certificate must carry
     return cfg
-
-
-def shunt_problems(cfg, problems):
-    from hub.shunt import CHIPS, FULL_SCALE_UV
-
-    sh = "shunt."
-    chip = cfg["shunt"]["chip"]
-    if chip not in CHIPS:
-        problems.append("shunt.chip: %r is not one of %s" % (chip, ", ".join(CHIPS)))
-        chip = None
-    _num(cfg, sh + "i2c.id", -1, 1, problems, True)
-    _num(cfg, sh + "i2c.sda", 0, 39, problems, True)
-    _num(cfg, sh + "i2c.scl", 0, 39, problems, True)
-    _num(cfg, sh + "i2c.freq", 10000, 1000000, problems, True)
-    _num(cfg, sh + "address", 0x40, 0x4F, problems, True)  # A0/A1 pins select 0x40..0x4F on both chips
-    _bool(cfg, sh + "invert", problems)
-    ohms = cfg["shunt"]["shunt_ohms"]
-    if isinstance(ohms, (int, float)) and not isinstance(ohms, bool) and ohms <= 0:
-        problems.append("shunt.shunt_ohms: must be above 0, got %r" % ohms)
-        ohms = None
-    else:
-        ohms = _num(cfg, sh + "shunt_ohms", 0.000001, 1, problems)
-    amps = _num(cfg, sh + "max_current_a", 0.1, 10000, problems)
-    if chip and ohms and amps:
-        uv = amps * ohms * 1e6
-        if uv > FULL_SCALE_UV[chip]:
-            problems.append("shunt.max_current_a: %r A x %r ohm = %.2f mV is beyond the %s's full-scale shunt "
-                            "voltage (%.2f mV): use a smaller shunt or a lower max_current_a"
-                            % (amps, ohms, uv / 1000, chip.upper(), FULL_SCALE_UV[chip] / 1000))
 
 
 def _topic_safe(s):

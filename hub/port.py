@@ -307,71 +307,6 @@ class SocketUart:
         self.sock.close()
 
 
-class SocketI2C:
-    """An I2C-shaped TCP connection to a simulated shunt monitor (tools/packmon/sim/ina.py serves one on
-    127.0.0.1): readfrom_mem_into / writeto_mem like machine.I2C, OSError(errno) when the simulated
-    device does not acknowledge. Preallocated buffers: no allocation per transaction."""
-
-    def __init__(self, host, port, timeout_s=2):
-        import socket
-
-        addr = socket.getaddrinfo(host, port)[0][-1]
-        self.sock = socket.socket()
-        self.sock.connect(addr)
-        self.sock.settimeout(timeout_s)
-        self.head = bytearray(6)
-        self.mv = memoryview(self.head)
-        self.ans = bytearray(8)
-        self.ansmv = memoryview(self.ans)
-
-    def _recv(self, n):
-        got = 0
-        while got < n:
-            if sys.implementation.name == "micropython":
-                k = self.sock.readinto(self.ansmv[got:n])
-            else:
-                k = self.sock.recv_into(self.ansmv[got:n])
-            if not k:
-                raise OSError(5)  # the simulator went away: like a bus error
-            got += k
-
-    def _send(self, n):
-        sent = 0
-        while sent < n:
-            sent += self.sock.send(self.mv[sent:n])
-
-    def readfrom_mem_into(self, addr, reg, buf):
-        h = self.head
-        n = len(buf)
-        h[0] = 82  # 'R'
-        h[1] = addr
-        h[2] = reg
-        h[3] = n
-        self._send(4)
-        self._recv(1)
-        if self.ans[0]:
-            raise OSError(self.ans[0])
-        self._recv(n)
-        for i in range(n):
-            buf[i] = self.ans[i]
-
-    def writeto_mem(self, addr, reg, buf):
-        h = self.head
-        h[0] = 87  # 'W'
-        h[1] = addr
-        h[2] = reg
-        h[3] = 2
-        h[4] = buf[0]
-        h[5] = buf[1]
-        self._send(6)
-        self._recv(1)
-        if self.ans[0]:
-            raise OSError(self.ans[0])
-
-    def close(self):
-        self.sock.close()
-
-
 class _NoNetwork:
     def socket(self, *args):
         raise OSError("no network (Wi-Fi down)")
@@ -396,6 +331,7 @@ class BoardPort(Port):
         self.reset_cause = machine.reset_cause()
         self._ntp_ok = False
         self._ntp_next = None  # ticks_ms of the next NTP attempt
+        self._epoch = None
 
     def i2c(self, icfg):
         import machine
@@ -425,7 +361,9 @@ class BoardPort(Port):
                 self._ntp_next = ticks_add(now, 600000)
         if not self._ntp_ok:
             return None
-        return time.time()
+        if self._epoch is None:  # ports count from 2000 (the ESP32) or 1970: the hub counts from 2000
+            self._epoch = 946684800 if time.gmtime(0)[0] == 1970 else 0
+        return time.time() - self._epoch
 
     def feed_watchdog(self):
         if self._wdt is not None:

@@ -160,13 +160,6 @@ class Publisher:
         self.discovered = False
         self.just_connected = False
         self.status_topic = self.prefix + b"/status"
-        # shunt topics: what the retained current/power topics last carried (1 value, 0 empty, -1 not
-        # known: after a connect), and the date text of the energy counters' day, made once a day
-        self.current_out = -1
-        self.power_out = -1
-        self.date_day = None
-        self.date = bytearray(10)
-        self.soc_topics_reset = True  # hub/soc_topics.py keeps its state on the publisher
 
     # -- connection ------------------------------------------------------------------------------
     def _make_client(self):
@@ -211,9 +204,6 @@ class Publisher:
             self.next_try = None
             for i in range(len(self.fresh_out)):
                 self.fresh_out[i] = 0
-            self.current_out = -1
-            self.power_out = -1
-            self.soc_reset()
             self.port.log("info", "mqtt: connected to %s:%d" % (self.m["host"], self.m["port"]))
             self._pub(self.status_topic, b"online", True)
             return self.connected
@@ -406,15 +396,9 @@ class Publisher:
         if est is not None or getattr(hub, "battery_error", ""):
             self._publish_soc(hub, est)
         if hub.shunt is not None:
-            self._publish_current(hub)
-            self._publish_power(hub)
-            self._publish_energy(hub)
             self._publish_shunt(hub)
 
     # -- SOC and health (hub/soc.py, hub/health.py) ----------------------------------------------------
-    def soc_reset(self):
-        self.soc_topics_reset = True  # after a connect: everything again (hub/soc_topics.py)
-
     def _publish_soc(self, hub, est):
         """<prefix>/bank/soc, pack/<n>/soc, pack/<n>/health, bank/time_to_full, time_to_empty, weakest: see
         hub/soc_topics.py, imported only with a battery block (the hub's 100 KB heap has no room for code it
@@ -423,69 +407,12 @@ class Publisher:
 
         soc_topics.publish(self, hub, est)
 
-    # -- the shunt (hub/shunt.py, hub/energy.py) ------------------------------------------------------
-    def _publish_current(self, hub):
-        """<prefix>/bank/current: amperes, + = charging; empty retained while unknown."""
-        s = hub.shunt
-        if s.ok:
-            self._pub(self._t(b"/bank/current"), self.msg.clear().fixed(s.current_ma, 3).view(), True)
-            self.current_out = 1
-        elif self.current_out:
-            self._pub(self._t(b"/bank/current"), b"", True)
-            self.current_out = 0
-
-    def _publish_power(self, hub):
-        """<prefix>/bank/power: watts (current x the bank voltage the nodes report), + = charging;
-        empty retained while the current or any pack's voltage is unknown."""
-        s = hub.shunt
-        bank = hub.bank
-        if s.ok and bank.complete:
-            self._pub(self._t(b"/bank/power"), self.msg.clear().fixed(power_dw(s.current_ma, bank.total_mv), 1).view(),
-                      True)
-            self.power_out = 1
-        elif self.power_out:
-            self._pub(self._t(b"/bank/power"), b"", True)
-            self.power_out = 0
-
-    def _publish_energy(self, hub):
-        """<prefix>/bank/energy (retained JSON): Wh and Ah in and out, lifetime and for `today` (UTC
-        date from NTP; null, with null daily values, until the time is known)."""
-        e = hub.energy
-        m = self.msg.clear().s(b'{"today":')
-        daily = e.day is not None
-        if daily:
-            if self.date_day != e.day:
-                _date(self.date, e.day)
-                self.date_day = e.day
-            m.c(34).s(self.date).c(34)
-        else:
-            m.s(b"null")
-        m.s(b',"in_wh":').fixed(e.in_mwh, 3).s(b',"out_wh":').fixed(e.out_mwh, 3)
-        m.s(b',"in_ah":').fixed(e.in_mah, 3).s(b',"out_ah":').fixed(e.out_mah, 3)
-        _opt(m.s(b',"today_in_wh":'), e.d_in_mwh, daily)
-        _opt(m.s(b',"today_out_wh":'), e.d_out_mwh, daily)
-        _opt(m.s(b',"today_in_ah":'), e.d_in_mah, daily)
-        _opt(m.s(b',"today_out_ah":'), e.d_out_mah, daily)
-        m.s(b',"wh_gaps":').i(e.wh_gaps)
-        self._pub(self._t(b"/bank/energy"), m.c(125).view(), True)
-
     def _publish_shunt(self, hub):
-        """<prefix>/shunt (JSON, not retained): the chip's health and its counters of bad readings."""
-        s = hub.shunt
-        m = self.msg.clear().s(b'{"chip":"').s(s.NAME_B).s(b'","ok":').s(b"true" if s.ok else b"false")
-        m.s(b',"current":')
-        if s.ok:
-            m.fixed(s.current_ma, 3).s(b',"interval":').fixed(s.dt_ms, 3).s(b',"charge_as":').fixed(s.dq_mas, 3)
-            m.s(b',"coverage":').fixed(s.coverage_ppm, 6)
-        else:
-            m.s(b'null,"interval":null,"charge_as":null,"coverage":null')
-        m.s(b',"reads":').i(s.reads).s(b',"io_errors":').i(s.io_errors).s(b',"out_of_range":').i(s.out_of_range)
-        m.s(b',"chip_resets":').i(s.chip_resets).s(b',"wrong_chip":').i(s.wrong_chip).s(b',"problem":')
-        if s.ok or not s.problem:
-            m.s(b"null")
-        else:
-            m.c(34).s(s.problem.replace('"', "'")).c(34)  # the rare path: allocates
-        self._pub(self._t(b"/shunt"), m.c(125).view(), False)
+        """P/bank/current, P/bank/power, P/bank/energy, P/shunt: in hub/shunt_topics.py, loaded only
+        when a shunt is configured (the board's heap is small)."""
+        from hub import shunt_topics
+
+        shunt_topics.publish(self, hub)
 
     def publish_error(self, now, text):
         if self.ensure(now):
@@ -595,39 +522,6 @@ class Publisher:
                 if not self._pub(topic.encode(), payload.encode(), True):
                     return
         self.discovered = True
-
-
-def _opt(m, v, known):
-    if known:
-        m.fixed(v, 3)
-    else:
-        m.s(b"null")
-
-
-def power_dw(current_ma, total_mv):
-    """current (mA) x voltage (mV) in 0.1 W, every intermediate below 2**30 (|current| < 2**20 mA,
-    voltage < 2**19 mV): (a1 x 2**10 + a0) x v / 10**5 in two steps."""
-    neg = current_ma < 0
-    a = -current_ma if neg else current_ma
-    a1 = a >> 10
-    a0 = a & 1023
-    p = a1 * total_mv
-    q = p // 100000
-    r = p % 100000
-    out = (q << 10) + ((r << 10) + a0 * total_mv + 50000) // 100000
-    return -out if neg else out
-
-
-def _date(buf, day):
-    """YYYY-MM-DD of a day number (from 2000-01-01) into a 10-byte buffer."""
-    from hub.energy import civil
-
-    y, mo, d = civil(day)
-    for k, v in ((0, y // 1000), (1, y // 100 % 10), (2, y // 10 % 10), (3, y % 10), (5, mo // 10), (6, mo % 10),
-                 (8, d // 10), (9, d % 10)):
-        buf[k] = 48 + v
-    buf[4] = 45
-    buf[7] = 45
 
 
 def _ticks_add(a, b):

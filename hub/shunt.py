@@ -2,7 +2,7 @@
 # I2C-shaped object (readfrom_mem_into(addr, reg, buf), writeto_mem(addr, reg, buf): machine.I2C on the
 # board, hub.port gives it; a device model on the host). No machine import here.
 #
-#   s = make(cfg["shunt"], i2c, clock)   # Ina228 or Ina226; nothing is sent to the chip yet
+#   s = make(cfg["shunt"], i2c, clock)   # hub/ina228.py or hub/ina226.py; nothing is sent to the chip yet
 #   s.read(now)      # once per cycle, right after the ring scan: fills the attributes below
 #   s.poll(now)      # as often as the hub can between cycles (INA226: every completed averaging window)
 #
@@ -38,54 +38,15 @@ except ImportError:  # CPython
 
 
 TI_ID = const(0x5449)  # "TI" in both chips' manufacturer ID registers
-
-# -- INA228 (SBOSA20 7.6) ---------------------------------------------------------------------------
-_8_CONFIG = const(0x00)
-_8_ADC_CONFIG = const(0x01)
-_8_SHUNT_CAL = const(0x02)
-_8_VSHUNT = const(0x04)
-_8_CURRENT = const(0x07)
-_8_CHARGE = const(0x0A)
-_8_DIAG_ALRT = const(0x0B)
+# the ID registers, for naming a chip that is not the configured one
 _8_MFG_ID = const(0x3E)
 _8_DEVICE_ID = const(0x3F)  # bits 15-4 DIEID = 0x228, bits 3-0 revision
 _8_DIEID = const(0x228)
-_8_RST = const(0x8000)  # CONFIG bit 15: full reset
-_8_RSTACC = const(0x4000)  # CONFIG bit 14: clear ENERGY and CHARGE
-_8_ADCRANGE = const(0x0010)  # CONFIG bit 4: +-40.96 mV
-# ADC_CONFIG: MODE 0xA (bits 15-12: continuous shunt voltage only), VBUSCT 5, VSHCT 5 (1052 us),
-# VTCT 5, AVG 4 (128): an averaged CURRENT every 135 ms; CHARGE accumulates every conversion.
-_8_ADC_CONFIG_VALUE = const((0xA << 12) | (5 << 9) | (5 << 6) | (5 << 3) | 4)
-# DIAG_ALRT bits: CHARGEOF 10, MATHOF 9, SHNTOL 6, SHNTUL 5 (limits at their defaults = full scale)
-_8_CHARGEOF = const(1 << 10)
-_8_MATHOF = const(1 << 9)
-_8_SHNTOL = const(1 << 6)
-_8_SHNTUL = const(1 << 5)
-_8_OUT_OF_RANGE = const((1 << 10) | (1 << 9) | (1 << 6) | (1 << 5))
-
-# -- INA226 (SBOS547B 7.6) --------------------------------------------------------------------------
-_6_CONFIG = const(0x00)
-_6_SHUNT = const(0x01)
-_6_CURRENT = const(0x04)
-_6_CAL = const(0x05)
-_6_MASK = const(0x06)
 _6_MFG_ID = const(0xFE)
 _6_DIE_ID = const(0xFF)
 _6_DIE = const(0x2260)
-_6_RST = const(0x8000)
-# Configuration: AVG 101 (256 averages, bits 11-9), VBUSCT 111, VSHCT 111 (8.244 ms, bits 5-3),
-# MODE 101 (shunt voltage, continuous): one averaged reading every 256 x 8.244 ms = 2.110 s, a window
-# longer than one hub cycle's busy time, so polling between cycles reads every one of them.
-_6_CONFIG_VALUE = const((5 << 9) | (7 << 6) | (7 << 3) | 5)
-_6_WINDOW_US = const(2110464)  # 256 x 8244 us
-_6_CVRF = const(1 << 3)
-_6_OVF = const(1 << 2)
 
-CHIPS = ("ina228", "ina226")
-# full-scale shunt voltage in microvolts: check-config refuses max_current_a x shunt_ohms beyond it
-FULL_SCALE_UV = {"ina228": 163840, "ina226": 81920}
 
-_BIG = const(1 << 37)  # CHARGE beyond this many counts: clear the accumulator (it overflows at 2^39)
 
 
 class Scaler:
@@ -292,217 +253,6 @@ class Shunt:
                    "reading is unknown" % self.NAME.upper())
 
 
-class Ina228(Shunt):
-    NAME = "ina228"
-    NAME_B = b"ina228"
-
-    def __init__(self, i2c, addr, shunt_ohms, max_current_a, invert, clock, where=""):
-        Shunt.__init__(self, i2c, addr, shunt_ohms, max_current_a, invert, clock, where)
-        # the narrow range (4x the resolution) when the largest current fits in it
-        self.adcrange = 1 if max_current_a * shunt_ohms <= 0.04096 else 0
-        k = 4 if self.adcrange else 1
-        self.current_lsb = max_current_a / 524288.0  # 8.1.2: max expected current / 2^19
-        cal = int(13107.2e6 * self.current_lsb * shunt_ohms * k + 0.5)
-        if cal < 1 or cal > 0x7FFF:
-            raise ValueError("SHUNT_CAL %d out of range: check shunt_ohms and max_current_a" % cal)
-        self.shunt_cal = cal
-        # the LSB the chip applies with the integer SHUNT_CAL (rounding it is then not a gain error)
-        self.lsb_a = cal / (13107.2e6 * shunt_ohms * k)
-        self.to_ma = Scaler(self.lsb_a * 1000)  # CURRENT counts -> mA
-        self.to_mas = Scaler(self.lsb_a * 1000)  # CHARGE counts (CURRENT_LSB coulombs) -> mA*s
-        self.hi = 0  # CHARGE at the previous read, upper and lower 20 bits
-        self.lo = 0
-
-    def _setup(self, now):
-        mfg, dev = self._ids(_8_MFG_ID, _8_DEVICE_ID)
-        if mfg != TI_ID or dev >> 4 != _8_DIEID:
-            self._wrong(dev if mfg < 0 else self._identify())
-            return
-        self._w16(_8_CONFIG, _8_RST)
-        self._w16(_8_ADC_CONFIG, _8_ADC_CONFIG_VALUE)
-        self._w16(_8_SHUNT_CAL, self.shunt_cal)
-        self._w16(_8_CONFIG, _8_RSTACC | (_8_ADCRANGE if self.adcrange else 0))
-        if self._r16(_8_SHUNT_CAL) != self.shunt_cal:
-            self._fail("shunt: the INA228 at 0x%02x did not keep its calibration (write failed)" % self.addr)
-            return
-        self.hi = 0
-        self.lo = 0
-        self.t_good = now
-        self.to_mas.rem = 0
-        self.configured = True
-
-    def _clear_acc(self, now):
-        self._w16(_8_CONFIG, _8_RSTACC | (_8_ADCRANGE if self.adcrange else 0))
-        self.hi = 0
-        self.lo = 0
-        self.acc_resets += 1
-
-    def _read(self, now):
-        if self._r16(_8_SHUNT_CAL) != self.shunt_cal:
-            self._chip_reset(now)  # a brown-out restored the defaults (SHUNT_CAL 0x1000): the count is lost
-            return
-        diag = self._r16(_8_DIAG_ALRT)  # reading it also clears the latched overflow flags
-        b = self.b3
-        self.i2c.readfrom_mem_into(self.addr, _8_CURRENT, b)
-        cur = (b[0] << 12) | (b[1] << 4) | (b[2] >> 4)
-        if cur & 0x80000:
-            cur -= 0x100000
-        c = self.b5
-        self.i2c.readfrom_mem_into(self.addr, _8_CHARGE, c)
-        hi = (c[0] << 12) | (c[1] << 4) | (c[2] >> 4)
-        lo = ((c[2] & 0x0F) << 16) | (c[3] << 8) | c[4]
-        if hi & 0x80000:
-            hi -= 0x100000
-        if diag & _8_OUT_OF_RANGE:
-            # the current or the charge count overflowed, or the shunt voltage hit full scale: this
-            # reading and the charge since the last one are not trustworthy
-            self.out_of_range += 1
-            self._clear_acc(now)
-            self.t_good = now
-            self._fail("shunt: reading out of range (%s): the current is beyond the %d A that shunt.max_current_a "
-                       "and the shunt allow; current is unknown" % (_diag_names(diag), self.max_a))
-            return
-        # the charge since the previous read, in CHARGE counts: the 40-bit difference as two halves
-        dh = hi - self.hi
-        dl = lo - self.lo
-        self.hi = hi
-        self.lo = lo
-        sign = self.sign
-        q = self.to_mas.add(sign * dl)
-        while dh > 255:  # more than 2^28 counts since the last read (a long stall): in pieces
-            q += self.to_mas.add(sign * (255 << 20))
-            dh -= 255
-        while dh < -255:
-            q += self.to_mas.add(-sign * (255 << 20))
-            dh += 255
-        q += self.to_mas.add(sign * (dh << 20))
-        dt = self.td(now, self.t_good)
-        self.dq_mas = q
-        self.dt_ms = dt
-        self.coverage_ppm = 1000000  # the chip accumulated every conversion since t_good
-        self.current_ma = self.to_ma.conv(sign * cur)
-        self.t_good = now
-        if hi >= (_BIG >> 20) or hi < -(_BIG >> 20):
-            self._clear_acc(now)  # right after this read: at most a conversion goes uncounted
-        self._good()
-
-
-class Ina226(Shunt):
-    NAME = "ina226"
-    NAME_B = b"ina226"
-
-    def __init__(self, i2c, addr, shunt_ohms, max_current_a, invert, clock, where=""):
-        Shunt.__init__(self, i2c, addr, shunt_ohms, max_current_a, invert, clock, where)
-        lsb = max_current_a / 32768.0  # 7.5.1 eq. 2: max expected current / 2^15
-        if 0.00512 / (lsb * shunt_ohms) > 0x7FFF:  # CAL has 15 bits: a coarser LSB for a tiny shunt
-            lsb = 0.00512 / (0x7FFF * shunt_ohms)
-        self.current_lsb = lsb
-        cal = int(0.00512 / (lsb * shunt_ohms))  # 7.5.1 eq. 1
-        if cal < 1:
-            raise ValueError("CAL %d out of range: check shunt_ohms and max_current_a" % cal)
-        self.cal = cal
-        self.lsb_a = 0.00512 / (cal * shunt_ohms)  # the LSB the chip applies with the integer CAL
-        self.to_ma = Scaler(self.lsb_a * 1000)  # CURRENT counts -> mA
-        self.to_mas = Scaler(self.lsb_a)  # CURRENT counts x ms -> mA*s
-        # CURRENT when the shunt voltage sits at full scale (a CAL below 2048 reaches it before OVF)
-        self.sat = (32767 * cal) // 2048 - 1 if cal < 2048 else 32767
-        self.window_ms = _6_WINDOW_US // 1000
-        self.raw = 0  # the latest window's CURRENT
-        self.have = False  # a window was read since set-up
-        self.last_oor = False  # the latest window was out of range
-        self.t_ready = 0  # ticks_ms when the previous window was read
-        self.acc = 0  # mA*s integrated since the previous good read
-        self.covered = 0  # ms of that covered by windows that were read
-        self.windows = 0  # windows read since start
-        self.missed = 0  # windows that completed unread (estimated from the hub's clock)
-
-    def _setup(self, now):
-        mfg, die = self._ids(_6_MFG_ID, _6_DIE_ID)
-        if mfg != TI_ID or die != _6_DIE:
-            self._wrong(die if mfg < 0 else self._identify())
-            return
-        self._w16(_6_CONFIG, _6_RST)
-        self._w16(_6_CAL, self.cal)
-        self._w16(_6_MASK, 0)
-        self._w16(_6_CONFIG, _6_CONFIG_VALUE)  # conversions start now
-        if self._r16(_6_CAL) != self.cal:
-            self._fail("shunt: the INA226 at 0x%02x did not keep its calibration (write failed)" % self.addr)
-            return
-        self.t_ready = now
-        self.t_good = now
-        self.acc = 0
-        self.covered = 0
-        self.have = False
-        self.last_oor = False
-        self.to_mas.rem = 0
-        self.configured = True
-
-    def poll(self, now):
-        if not self.configured:
-            return
-        try:
-            self._poll(now)
-        except OSError:
-            self.io_errors += 1  # a lost window shows in coverage_ppm; the cycle's read says the rest
-
-    def _poll(self, now):
-        m = self._r16(_6_MASK)  # reading Mask/Enable clears CVRF
-        if not m & _6_CVRF:
-            return
-        raw = self._r16(_6_CURRENT)
-        if raw & 0x8000:
-            raw -= 0x10000
-        dt = self.td(now, self.t_ready)
-        self.t_ready = now
-        w = self.window_ms
-        lost = 0
-        if dt > w + (w >> 1):
-            lost = (dt - (w >> 1)) // w  # windows that completed while nobody looked
-            self.missed += lost
-        if m & _6_OVF or raw >= self.sat or raw <= -self.sat:
-            self.last_oor = True
-            self.out_of_range += 1
-            return  # not integrated: this stretch is not covered
-        self.last_oor = False
-        self.raw = raw
-        self.have = True
-        self.windows += 1
-        # the window's average held over the hub-clock time since the previous window was read: the
-        # sum of those times is exactly the hub's elapsed time; the windows that were lost (their
-        # results overwritten before a poll) are the part not covered
-        self.covered += dt - lost * w
-        v = self.sign * raw
-        while dt > 16000:  # keeps raw x ms below 2**29
-            self.acc += self.to_mas.add(v * 16000)
-            dt -= 16000
-        self.acc += self.to_mas.add(v * dt)
-
-    def _read(self, now):
-        if self._r16(_6_CAL) != self.cal:
-            self._chip_reset(now)
-            return
-        self._poll(now)
-        if not self.have:
-            self._fail("shunt: INA226 has no completed reading yet", False)
-            return
-        if self.last_oor:
-            self._fail("shunt: reading out of range (INA226 overflow): the current is beyond the %d A that "
-                       "shunt.max_current_a and the shunt allow; current is unknown" % self.max_a)
-            return
-        # dq covers the windows integrated since the previous good read: from the moment the window
-        # before them was read (t_good) to the moment the latest one was (t_ready); the window now in
-        # progress goes to the next read
-        dt = self.td(self.t_ready, self.t_good)
-        self.dq_mas = self.acc
-        self.dt_ms = dt
-        self.coverage_ppm = ppm(self.covered, dt)
-        self.current_ma = self.to_ma.conv(self.sign * self.raw)
-        self.acc = 0
-        self.covered = 0
-        self.t_good = self.t_ready
-        self._good()
-
-
 class Broken:
     """A shunt that cannot run (a bad shunt block in the config): ok is always False, with the reason."""
 
@@ -534,9 +284,46 @@ class Broken:
         return
 
 
+def preload(chip):
+    """Imports what a hub with a shunt runs, before the hub allocates its buffers: loading bytecode needs
+    contiguous blocks, which a small heap no longer has once it is in use."""
+    import hub.energy  # noqa: F401
+    import hub.persist  # noqa: F401
+    import hub.shunt_topics  # noqa: F401
+
+    if chip == "ina228":
+        import hub.ina228  # noqa: F401
+    else:
+        import hub.ina226  # noqa: F401
+
+
+def start(hub):
+    """Sets hub.shunt (a driver, or Broken with the reason) and hub.energy (registered with hub.store)
+    from the validated config."""
+    from hub.energy import Energy
+
+    cfg = hub.cfg
+    sc = cfg["shunt"]
+    hub.energy = Energy()
+    hub.store.register("energy", hub.energy)
+    if cfg["shunt_problems"]:
+        hub.shunt = Broken("shunt: bad config, current is not measured: %s" % "; ".join(cfg["shunt_problems"]))
+        return
+    i = sc["i2c"]
+    where = "I2C %s, SDA %d, SCL %d" % ("soft" if i["id"] < 0 else i["id"], i["sda"], i["scl"])
+    try:
+        hub.shunt = make(sc, hub.port.i2c(i), hub.port.clock, where)
+    except Exception as e:  # no bus (pins in use, bad id) or a calibration that cannot be set
+        hub.shunt = Broken("shunt: cannot start the %s on %s: %s; current is not measured"
+                           % (sc["chip"].upper(), where, e))
+
+
 def make(scfg, i2c, clock, where=""):
     """The driver for a validated `shunt` config block."""
-    cls = Ina228 if scfg["chip"] == "ina228" else Ina226
+    if scfg["chip"] == "ina228":
+        from hub.ina228 import Ina228 as cls  # only the configured chip's driver is loaded
+    else:
+        from hub.ina226 import Ina226 as cls
     return cls(i2c, scfg["address"], scfg["shunt_ohms"], scfg["max_current_a"], scfg["invert"], clock, where)
 
 
@@ -551,14 +338,3 @@ def _errname(e):
     return "OSError %s" % (code or e)
 
 
-def _diag_names(diag):
-    out = []
-    if diag & _8_MATHOF:
-        out.append("MATHOF")
-    if diag & _8_CHARGEOF:
-        out.append("CHARGEOF")
-    if diag & _8_SHNTOL:
-        out.append("SHNTOL")
-    if diag & _8_SHNTUL:
-        out.append("SHNTUL")
-    return ",".join(out)

@@ -420,6 +420,39 @@ class Estimator:
         self.n = min(len(q), self.max_packs)
 
 
+def start(hub):
+    """hub/app.py, with a battery block: sets hub.estimator (registered with hub.store), or hub.battery_error
+    (said once on P/error), and hub.est_step, called once per cycle after the scan and the shunt read."""
+    hub.est_step = hub_step
+    hub.est_said = False
+    hub.est_events = 0
+    bad = hub.cfg.get("battery_problems") or []
+    if bad:
+        hub.battery_error = "battery: bad config, SOC and health are unknown: %s" % "; ".join(bad)
+        return
+    est = Estimator(hub.cfg["battery"], hub.cfg["max_packs"], wall=hub.port.wall_time, log=hub.log)
+    if est.error:
+        hub.battery_error = est.error
+        return
+    if hub.shunt is None:
+        hub.battery_error = "battery: no shunt block, so the current is unknown: SOC and health stay unknown"
+    hub.estimator = est
+    hub.store.register("estimator", est)
+
+
+def hub_step(hub, now):
+    if hub.battery_error and not hub.est_said:
+        hub.est_said = True
+        hub._error(now, hub.battery_error)
+    est = hub.estimator
+    if est is None:
+        return
+    est.update(now, hub.bank, hub.shunt, hub._td)
+    if est.events != hub.est_events:  # a resync, a capacity or an offset learned: worth keeping
+        hub.est_events = est.events
+        hub.store.changed()
+
+
 def config_problems(cfg, problems, _num):
     """hub/config.py validate(): every bad field of the battery block (_num is config's range check)."""
     b = "battery."

@@ -20,6 +20,7 @@ class _State:
         self.pack = bytearray(n)  # what P/pack/<n>/soc carries
         self.bank = bytearray(4)  # soc, time_to_full, time_to_empty, weakest
         self.health_due = True
+        self.connects = -1  # the publisher's connect count when the retained topics were last set
 
     def reset(self):
         for i in range(len(self.pack)):
@@ -40,12 +41,11 @@ def _opt(pub, out, k, topic, v, decimals):
 
 
 def publish(pub, hub, est):
-    st = getattr(pub, "soc_state", None)
+    st = getattr(pub, "soc_state", None)  # kept on the publisher: one per hub
     if st is None:
         st = pub.soc_state = _State(len(pub.fresh_out))
-        pub.soc_topics_reset = True
-    if pub.soc_topics_reset:
-        pub.soc_topics_reset = False
+    if st.connects != pub.connects:  # a new connection: the broker may have lost what we retained
+        st.connects = pub.connects
         st.reset()
     bank = hub.bank
     bo = st.bank

@@ -121,3 +121,9 @@ def test_good_shunt_blocks() -> None:
     # a disabled block is not checked further
     cfg = config.validate({"mqtt": {"host": "h"}, "shunt": {"shunt_ohms": 0}}, need_wifi=False)
     assert cfg["shunt_problems"] == []
+
+
+def test_a_validated_config_validates_again() -> None:
+    cfg = config.validate({"mqtt": {"host": "h"}, "shunt": {**SHUNT_OK, "shunt_ohms": 0}}, need_wifi=False)
+    again = config.validate(json.loads(json.dumps(cfg)), need_wifi=False)
+    assert again == cfg and again["shunt_problems"]

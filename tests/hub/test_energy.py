@@ -12,7 +12,8 @@ from packmon.sim.clock import SimClock
 
 from hub import persist
 from hub.energy import Energy, civil
-from hub.publisher import _date, power_dw
+from hub.shunt_topics import date as _date
+from hub.shunt_topics import power_dw
 
 DAY = 86400
 

@@ -43,8 +43,11 @@ def vendored_umqtt(hub_dir: Path) -> Path | None:
     return d if (d / "simple.py").exists() else None
 
 
+HOST_ONLY = ("simlink.py",)  # the PC side of the simulator bridge: never needed on a board
+
+
 def hub_files(hub_dir: Path) -> list[str]:
-    return [display_path(p) for p in sorted(hub_dir.glob("*.py"))]
+    return [display_path(p) for p in sorted(hub_dir.glob("*.py")) if p.name not in HOST_ONLY]
 
 
 def park_steps(port: str) -> list[Step]:

@@ -10,8 +10,8 @@ integrates), so a load that switches every 0.3 s is seen as it would be by the r
 
 - INA228: continuous conversions; CURRENT holds the average of the last AVG conversions; CHARGE (40-bit
   two's complement) accumulates every conversion, so nothing between reads is missed. DIAG_ALRT carries
-  SHNTOL/SHNTUL (shunt voltage at full scale), MATHOF (CURRENT beyond 20 bits) and CHARGEOF; the
-  overflow flags latch until DIAG_ALRT is read.
+  SHNTOL/SHNTUL (shunt voltage at full scale), MATHOF (CURRENT beyond 20 bits, latched until CONFIG.RSTACC)
+  and CHARGEOF (cleared by reading CHARGE).
 - INA226: continuous shunt conversions averaged over AVG; at the end of each window the Shunt and
   Current registers update and CVRF (Mask/Enable bit 3) is set; reading Mask/Enable clears it. A window
   that is not read before the next one completes is lost, as on the chip. OVF (bit 2) when the current
@@ -221,10 +221,10 @@ class Ina228Model(_Base):
         if reg == 0x07:
             return ((self.current_reg & 0xFFFFF) << 4).to_bytes(3, "big")
         if reg == 0x0A:
+            self.latched &= ~(1 << 10)  # CHARGEOF clears when CHARGE is read
             return (int(math.floor(self.charge)) & (2**40 - 1)).to_bytes(5, "big")
         if reg == 0x0B:
-            v = self.diag | self.latched
-            self.latched = 0  # overflow flags clear on read
+            v = self.diag | self.latched  # MATHOF stays until RSTACC (or a reset) clears it
             self.diag &= ~(1 << 1)
             return struct.pack(">H", v)
         if reg == 0x3E:
@@ -245,7 +245,8 @@ class Ina228Model(_Base):
                 self.por()
                 return
             if v & 0x4000:
-                self.charge = 0.0  # RSTACC
+                self.charge = 0.0  # RSTACC: clears the accumulators and the overflow flags
+                self.latched = 0
             self.config = v & 0x3FF0
             return
         if reg == 0x01:
@@ -400,7 +401,7 @@ def solar_day(peak_charge_a: float = 60.0, night_load_a: float = 25.0,
 # request:  op (b'R' read / b'W' write), addr, reg, n, then n data bytes for a write
 # answer:   status (0 = acknowledged, else an errno: 19 no device, 5 NACK), then n bytes for a read
 class SocketI2CServer:
-    """Serves a model on 127.0.0.1 for hub.port.SocketI2C (one client at a time)."""
+    """Serves a model on 127.0.0.1 for hub.simlink.SocketI2C (one client at a time)."""
 
     def __init__(self, model: _Base, host: str = "127.0.0.1", port: int = 0) -> None:
         self.model = model
