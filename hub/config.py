@@ -3,6 +3,7 @@
 # The real config lives on the board as /config.json (gitignored in the repo); hub/config.example.json
 # documents every field. Secrets (Wi-Fi and MQTT passwords) are never logged: use redacted().
 import json
+import sys
 
 DEFAULTS = {
     "bank": "bank1",
@@ -46,28 +47,8 @@ DEFAULTS = {
         "max_current_a": 200,
         "invert": False,  # true when the shunt is wired the other way (charging reads negative)
     },
-    # SOC and per-pack health (hub/soc.py; keep in step with hub.soc.DEFAULTS, a test checks): off by default
-    "battery": {
-        "enabled": False,
-        "chemistry": "nmc",  # nmc | lfp: which generic OCV table (hub/ocv.py)
-        "capacity_ah": 100,  # one cell's (or one parallel unit's) nominal capacity
-        "cells_parallel": 1,  # pack capacity = capacity_ah x cells_parallel
-        "charge_efficiency": 0.998,
-        "tail_c": 0.05,
-        "full_mv": 0,
-        "full_hold_s": 120,
-        "rest_c": 0.02,
-        "rest_s": 3600,
-        "min_dsoc_pct": 40,
-        "step_c": 0.1,
-        "resume_gap_s": 30,
-        "weak_capacity_pct": 90,
-        "weak_resistance_pct": 130,
-        "weak_confidence": 0.8,
-        "ocv_sigma_pct": 3,
-        "voltage_error_pct": 0.3,
-        "restore_max_s": 600,
-    },
+    # SOC and per-pack health: the block's fields are in hub/battery_cfg.py, loaded only when a config has one
+    "battery": {"enabled": False},
     "state_file": "/state.json",  # energy counters and other state kept across a reset (hub/persist.py)
     "watchdog_s": 30,
     "log_level": "info",
@@ -147,7 +128,16 @@ def validate(raw, need_wifi=True):
         raise ConfigError(["config: must be a JSON object"])
     if "shunt_problems" in raw or "battery_problems" in raw:  # a validated config validated again: the
         raw = {k: raw[k] for k in raw if k not in ("shunt_problems", "battery_problems")}  # derived lists go
-    cfg = _merge(DEFAULTS, raw, "", problems)
+    defaults = DEFAULTS
+    b = raw.get("battery")
+    if isinstance(b, dict) and b:
+        from hub import battery_cfg  # the battery block's fields, only for a config that has one
+
+        defaults = {}
+        for k in DEFAULTS:
+            defaults[k] = DEFAULTS[k]
+        defaults["battery"] = battery_cfg.DEFAULTS
+    cfg = _merge(defaults, raw, "", problems)
     bank = _str(cfg, "bank", problems, True)
     if bank and not _topic_safe(bank):
         problems.append("bank: %r may only use letters, digits, '-' and '_'" % bank)
@@ -216,17 +206,17 @@ def validate(raw, need_wifi=True):
         problems.append("log_level: must be one of %s" % ", ".join(LOG_LEVELS))
     _bool(cfg, "shunt.enabled", problems)
     if cfg["shunt"]["enabled"] is True:
-        import sys
-
         from hub import shunt_check  # loaded only with a shunt, and dropped after: the heap is small
 
         shunt_check.check_config(cfg, problems, _num, _bool)
         sys.modules.pop("hub.shunt_check", None)
     _bool(cfg, "battery.enabled", problems)
     if cfg["battery"]["enabled"] is True:
-        from hub.soc import config_problems  # only with a battery block: the heap is small
+        from hub import battery_cfg
 
-        config_problems(cfg, problems, _num)
+        battery_cfg.config_problems(cfg, problems, _num)
+    if "hub.battery_cfg" in sys.modules:
+        sys.modules.pop("hub.battery_cfg", None)  # dropped after: the heap is small
     # A bad shunt block does not stop the hub: voltage monitoring goes on, the shunt stays off and the
     # hub publishes why on <prefix>/error. check-config reports these like any other problem.
     soft = [p for p in problems if p.startswith("shunt.") or p.startswith("shunt:")]

@@ -227,8 +227,13 @@ def test_an_unknown_chemistry_says_so_and_estimates_nothing() -> None:
 
 
 # -- config ----------------------------------------------------------------------------------------------------------
-def test_config_defaults_match_the_estimator() -> None:
-    assert hub_config.DEFAULTS["battery"] == soc.DEFAULTS
+def test_config_block_and_chemistries_match_the_estimator() -> None:
+    from hub import battery_cfg
+
+    assert soc.DEFAULTS is battery_cfg.DEFAULTS
+    assert sorted(battery_cfg.CHEMISTRIES) == sorted(ocv.TABLES)
+    assert _cfg({"enabled": False, "chemistry": "lfp"})["battery"]["chemistry"] == "lfp"  # fields without enabling
+    assert _cfg({})["battery"] == {"enabled": False}
 
 
 def _cfg(battery: dict) -> dict:
@@ -246,6 +251,7 @@ def test_config_names_every_bad_battery_field() -> None:
     assert any(x.startswith("battery.full_mv:") for x in p)
     assert _cfg({"enabled": True, "chemistry": "lfp", "capacity_ah": 280})["battery_problems"] == []
     assert _cfg({})["battery"]["enabled"] is False  # off by default: no problems, nothing changes
+    assert "battery.bogus: unknown field" in _cfg({"bogus": 1})["battery_problems"]  # soft: the hub runs on
 
 
 # -- the real MicroPython runtime -----------------------------------------------------------------------------------
