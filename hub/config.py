@@ -36,16 +36,9 @@ DEFAULTS = {
     "discovery": {"enabled": False, "prefix": "homeassistant"},
     "legacy_topics": False,
     "probes": {"enabled": False, "pin": 4},
-    # bank current from a TI INA228/INA226 on a LOW-SIDE shunt (docs/hub.md); off by default
-    "shunt": {
-        "enabled": False,
-        "chip": "ina228",
-        "i2c": {"id": 0, "sda": 21, "scl": 22, "freq": 400000},  # id -1: software I2C on those pins
-        "address": 64,  # 0x40
-        "shunt_ohms": 0.0005,
-        "max_current_a": 200,
-        "invert": False,  # true when the shunt is wired the other way (charging reads negative)
-    },
+    # bank current from a TI INA228/INA226 on a LOW-SIDE shunt (docs/hub.md); off by default. The block's
+    # fields and defaults are in hub/shunt_check.py, loaded only when a config has the block.
+    "shunt": {"enabled": False},
     "state_file": "/state.json",  # energy counters and other state kept across a reset (hub/persist.py)
     "watchdog_s": 30,
     "log_level": "info",
@@ -123,8 +116,9 @@ def validate(raw, need_wifi=True):
     problems = []
     if not isinstance(raw, dict):
         raise ConfigError(["config: must be a JSON object"])
-    if "shunt_problems" in raw:  # a validated config validated again: the derived list goes
-        raw = {k: raw[k] for k in raw if k != "shunt_problems"}
+    sraw = raw.get("shunt")
+    if sraw is not None or "shunt_problems" in raw:  # checked below; a validated config's derived list goes
+        raw = {k: raw[k] for k in raw if k != "shunt" and k != "shunt_problems"}
     cfg = _merge(DEFAULTS, raw, "", problems)
     bank = _str(cfg, "bank", problems, True)
     if bank and not _topic_safe(bank):
@@ -192,18 +186,16 @@ def validate(raw, need_wifi=True):
     _num(cfg, "watchdog_s", 0, 600, problems)
     if cfg["log_level"] not in LOG_LEVELS:
         problems.append("log_level: must be one of %s" % ", ".join(LOG_LEVELS))
-    _bool(cfg, "shunt.enabled", problems)
-    if cfg["shunt"]["enabled"] is True:
-        import sys
-
-        from hub import shunt_check  # loaded only with a shunt, and dropped after: the heap is small
-
-        shunt_check.check_config(cfg, problems, _num, _bool)
-        sys.modules.pop("hub.shunt_check", None)
     # A bad shunt block does not stop the hub: voltage monitoring goes on, the shunt stays off and the
     # hub publishes why on <prefix>/error. check-config reports these like any other problem.
-    soft = [p for p in problems if p.startswith("shunt.") or p.startswith("shunt:")]
-    problems = [p for p in problems if p not in soft]
+    soft = []
+    if sraw is not None:
+        import sys
+
+        from hub import shunt_check  # dropped again after: the board's heap is small
+
+        cfg["shunt"] = shunt_check.check(sraw, soft, _merge, _num, _bool)
+        sys.modules.pop("hub.shunt_check", None)
     if problems:
         raise ConfigError(problems)
     cfg["shunt_problems"] = soft
