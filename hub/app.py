@@ -36,9 +36,10 @@ class Hub:
         self.cfg = cfg
         self.port = port
         if cfg["shunt"]["enabled"]:
-            from hub.shunt import preload
+            from hub import shunt as hooks  # loaded only with a shunt: the board's heap is small
 
-            preload(cfg["shunt"]["chip"])
+            hooks.preload(cfg["shunt"]["chip"])
+            self._shunt_hooks = hooks
         clk = port.clock
         self._td = clk.ticks_diff  # bound once: passing clk.ticks_diff each cycle would allocate
         self.ring = Ring(port.uart, cfg["uart"]["baud"], clk, cfg["max_packs"])
@@ -65,14 +66,10 @@ class Hub:
         self.shunt = None
         self.energy = None
         if cfg["shunt"]["enabled"]:
-            from hub.shunt import start  # loaded only with a shunt: the board's heap is small
-
-            start(self)
-        self.estimator = None  # hub.soc.Estimator with an enabled `battery` block
-        self.battery_error = ""  # why SOC and health are unknown for good: said once on P/error
-        self.est_step = None
+            hooks.start(self)
+        self.est_step = None  # SOC and health (hub/soc.py hub_step), with a battery block
         if cfg["battery"]["enabled"]:
-            from hub.soc import start as start_estimator  # loaded only with a battery block
+            from hub.soc import start as start_estimator  # loaded only with one: the board's heap is small
 
             start_estimator(self)
 
@@ -167,17 +164,15 @@ class Hub:
         if not self.need_enum and self.bank.n:
             self._scan(now)
         if self.shunt is not None:
-            self._read_shunt(clk.ticks_ms())
+            self._shunt_hooks.after_scan(self, clk.ticks_ms())
         if self.probes is not None:
             self.probes.read(self.probe_temps)
         now = clk.ticks_ms()
         self.bank.compute(now, self._td)
-        if self.energy is not None:
-            self.energy.update(self.shunt, self.bank, self.port.wall_time())
-            if self.energy.changed:
-                self._store.changed()
+        if self.shunt is not None:
+            self._shunt_hooks.after_compute(self)
         if self.est_step is not None:
-            self.est_step(self, now)  # SOC and health (hub/soc.py hub_step)
+            self.est_step(self, now)
         self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
         for k in range(len(self.alarms.changed)):
             if self.alarms.news[k]:
@@ -188,14 +183,6 @@ class Hub:
             self._store.service(clk.ticks_ms())
         self.cycles += 1
         self.port.feed_watchdog()
-
-    def _read_shunt(self, now):
-        s = self.shunt
-        s.read(now)
-        if s.problem_new and s.problem:
-            self._error(now, s.problem)  # once per distinct problem; counters in <prefix>/shunt
-        elif s.recovered:
-            self.log("info", "shunt: %s reading again" % s.NAME.upper())
 
     def idle(self):
         """Between cycles: the INA226 driver reads each completed averaging window."""

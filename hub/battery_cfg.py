@@ -57,3 +57,18 @@ def config_problems(cfg, problems, _num):
     _num(cfg, b + "restore_max_s", 0, 86400, problems)
     _num(cfg, b + "ocv_sigma_pct", 0, 50, problems)
     _num(cfg, b + "voltage_error_pct", 0, 10, problems)
+
+
+def check(raw, problems, _merge, _num, _bool):
+    """hub/config.py validate(): the battery block merged over DEFAULTS; every bad field appended to problems."""
+    if not isinstance(raw, dict):
+        problems.append("battery: must be an object")
+        return {"enabled": False}
+    if len(raw) == 1 and raw.get("enabled") is False:
+        return {"enabled": False}  # as without the block (and what validate() gives for that)
+    b = _merge(DEFAULTS, raw, "battery.", problems)
+    cfg = {"battery": b}
+    _bool(cfg, "battery.enabled", problems)
+    if b["enabled"] is True:
+        config_problems(cfg, problems, _num)
+    return b

@@ -3,7 +3,6 @@
 # The real config lives on the board as /config.json (gitignored in the repo); hub/config.example.json
 # documents every field. Secrets (Wi-Fi and MQTT passwords) are never logged: use redacted().
 import json
-import sys
 
 DEFAULTS = {
     "bank": "bank1",
@@ -37,17 +36,11 @@ DEFAULTS = {
     "discovery": {"enabled": False, "prefix": "homeassistant"},
     "legacy_topics": False,
     "probes": {"enabled": False, "pin": 4},
-    # bank current from a TI INA228/INA226 on a LOW-SIDE shunt (docs/hub.md); off by default
-    "shunt": {
-        "enabled": False,
-        "chip": "ina228",
-        "i2c": {"id": 0, "sda": 21, "scl": 22, "freq": 400000},  # id -1: software I2C on those pins
-        "address": 64,  # 0x40
-        "shunt_ohms": 0.0005,
-        "max_current_a": 200,
-        "invert": False,  # true when the shunt is wired the other way (charging reads negative)
-    },
-    # SOC and per-pack health: the block's fields are in hub/battery_cfg.py, loaded only when a config has one
+    # bank current from a TI INA228/INA226 on a LOW-SIDE shunt (docs/hub.md); off by default. The block's
+    # fields and defaults are in hub/shunt_check.py, loaded only when a config has the block.
+    "shunt": {"enabled": False},
+    # SOC and per-pack health (hub/soc.py); off by default. The block's fields and defaults are in
+    # hub/battery_cfg.py, loaded only when a config has the block.
     "battery": {"enabled": False},
     "state_file": "/state.json",  # energy counters and other state kept across a reset (hub/persist.py)
     "watchdog_s": 30,
@@ -126,18 +119,12 @@ def validate(raw, need_wifi=True):
     problems = []
     if not isinstance(raw, dict):
         raise ConfigError(["config: must be a JSON object"])
-    if "shunt_problems" in raw or "battery_problems" in raw:  # a validated config validated again: the
-        raw = {k: raw[k] for k in raw if k not in ("shunt_problems", "battery_problems")}  # derived lists go
-    defaults = DEFAULTS
-    b = raw.get("battery")
-    if isinstance(b, dict) and b:
-        from hub import battery_cfg  # the battery block's fields, only for a config that has one
-
-        defaults = {}
-        for k in DEFAULTS:
-            defaults[k] = DEFAULTS[k]
-        defaults["battery"] = battery_cfg.DEFAULTS
-    cfg = _merge(defaults, raw, "", problems)
+    sraw = raw.get("shunt")
+    braw = raw.get("battery")
+    if sraw is not None or braw is not None or "shunt_problems" in raw or "battery_problems" in raw:
+        # checked below; a validated config's derived lists go
+        raw = {k: raw[k] for k in raw if k not in ("shunt", "shunt_problems", "battery", "battery_problems")}
+    cfg = _merge(DEFAULTS, raw, "", problems)
     bank = _str(cfg, "bank", problems, True)
     if bank and not _topic_safe(bank):
         problems.append("bank: %r may only use letters, digits, '-' and '_'" % bank)
@@ -204,25 +191,25 @@ def validate(raw, need_wifi=True):
     _num(cfg, "watchdog_s", 0, 600, problems)
     if cfg["log_level"] not in LOG_LEVELS:
         problems.append("log_level: must be one of %s" % ", ".join(LOG_LEVELS))
-    _bool(cfg, "shunt.enabled", problems)
-    if cfg["shunt"]["enabled"] is True:
-        from hub import shunt_check  # loaded only with a shunt, and dropped after: the heap is small
-
-        shunt_check.check_config(cfg, problems, _num, _bool)
-        sys.modules.pop("hub.shunt_check", None)
-    _bool(cfg, "battery.enabled", problems)
-    if cfg["battery"]["enabled"] is True:
-        from hub import battery_cfg
-
-        battery_cfg.config_problems(cfg, problems, _num)
-    if "hub.battery_cfg" in sys.modules:
-        sys.modules.pop("hub.battery_cfg", None)  # dropped after: the heap is small
     # A bad shunt block does not stop the hub: voltage monitoring goes on, the shunt stays off and the
     # hub publishes why on <prefix>/error. check-config reports these like any other problem.
-    soft = [p for p in problems if p.startswith("shunt.") or p.startswith("shunt:")]
-    # a bad battery block likewise: SOC and health are unknown, everything else runs
-    bsoft = [p for p in problems if p.startswith("battery.")]
-    problems = [p for p in problems if p not in soft and p not in bsoft]
+    soft = []
+    if sraw is not None:
+        import sys
+
+        from hub import shunt_check  # dropped again after: the board's heap is small
+
+        cfg["shunt"] = shunt_check.check(sraw, soft, _merge, _num, _bool)
+        sys.modules.pop("hub.shunt_check", None)
+    # a bad battery block likewise: SOC and health are unknown (one line on <prefix>/error), everything else runs
+    bsoft = []
+    if braw is not None:
+        import sys
+
+        from hub import battery_cfg  # dropped again after: the board's heap is small
+
+        cfg["battery"] = battery_cfg.check(braw, bsoft, _merge, _num, _bool)
+        sys.modules.pop("hub.battery_cfg", None)
     if problems:
         raise ConfigError(problems)
     cfg["shunt_problems"] = soft

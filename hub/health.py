@@ -4,6 +4,8 @@
 # Units (integers, below 2**30 on the per-scan path): charge in 10 mAs ("cq"), resistance in micro-ohm,
 # confidence in % (0..100). add_resistance() runs per scan and allocates nothing; add_capacity() and
 # evaluate() run at rest points / once a minute.
+from array import array
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -26,14 +28,14 @@ class Health:
         self.weak_cap_pct = weak_cap_pct
         self.weak_r_pct = weak_r_pct
         self.weak_conf = weak_conf
-        self.cap = [0] * m  # learned capacity, cq (0 = not learned: the nominal is used)
-        self.cap_n = [0] * m  # capacity measurements
-        self.r = [0] * m  # resistance, micro-ohm (0 = not learned)
-        self.r_n = [0] * m
-        self.r_ref = [0] * m  # the first confident resistance: growth is against it
+        self.cap = array("i", bytes(4 * m))  # learned capacity, cq (0 = not learned: the nominal is used)
+        self.cap_n = array("i", bytes(4 * m))  # capacity measurements
+        self.r = array("i", bytes(4 * m))  # resistance, micro-ohm (0 = not learned)
+        self.r_n = array("i", bytes(4 * m))
+        self.r_ref = array("i", bytes(4 * m))  # the first confident resistance: growth is against it
         self.weak = bytearray(m)  # 1: named weakest
         self.weakest = 0  # 1-based pack number of the weakest named pack, 0 none
-        self._scratch = [0] * m
+        self._scratch = array("i", bytes(4 * m))
 
     # -- learning ------------------------------------------------------------------------------------------
     def capacity_cq(self, i):
@@ -147,8 +149,11 @@ class Health:
 
     # -- persistence ----------------------------------------------------------------------------------------
     def snapshot(self, n):
-        return {"cap": self.cap[:n], "cap_n": self.cap_n[:n], "r": self.r[:n], "r_n": self.r_n[:n],
-                "r_ref": self.r_ref[:n]}
+        d = {}
+        for key in ("cap", "cap_n", "r", "r_n", "r_ref"):
+            a = getattr(self, key)
+            d[key] = [a[i] for i in range(n)]
+        return d
 
     def restore(self, d):
         for key in ("cap", "cap_n", "r", "r_n", "r_ref"):

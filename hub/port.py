@@ -81,13 +81,6 @@ class Port:
         with open(path) as f:
             return f.read()
 
-    def i2c(self, icfg):
-        """The I2C bus for a shunt monitor; raises OSError when there is none."""
-        raise OSError("no I2C bus on this port")
-
-    def wall_time(self):
-        return None
-
 
 class _TimeoutSockets:
     def __init__(self, mod, timeout_s):
@@ -329,9 +322,7 @@ class BoardPort(Port):
         self._cfg = cfg
         self._wlan = None
         self.reset_cause = machine.reset_cause()
-        self._ntp_ok = False
-        self._ntp_next = None  # ticks_ms of the next NTP attempt
-        self._epoch = None
+        self._ntp = None
 
     def i2c(self, icfg):
         import machine
@@ -342,28 +333,13 @@ class BoardPort(Port):
         return machine.I2C(icfg["id"], **pins)
 
     def wall_time(self):
-        """Seconds since 2000-01-01 UTC once NTP has set the RTC; None before. NTP is tried after Wi-Fi
-        is up, every 10 minutes until it answers, then once a day to correct drift."""
-        now = ticks_ms()
-        if self._ntp_next is None or ticks_diff(now, self._ntp_next) >= 0:
-            if self.wifi_up():
-                try:
-                    import ntptime
+        """Seconds since 2000-01-01 UTC once NTP has set the RTC; None before (hub/ntp.py, loaded on first
+        use: only the daily energy counters need the time)."""
+        if self._ntp is None:
+            from hub.ntp import Ntp
 
-                    ntptime.settime()
-                    self._ntp_ok = True
-                    self._ntp_next = ticks_add(now, 86400000)
-                    self.log("info", "ntp: time set")
-                except Exception as e:  # OSError, timeouts, DNS: keep going, retry later
-                    self._ntp_next = ticks_add(now, 600000)
-                    self.log("warning", "ntp: %s; daily counters wait for the time" % e)
-            else:
-                self._ntp_next = ticks_add(now, 600000)
-        if not self._ntp_ok:
-            return None
-        if self._epoch is None:  # ports count from 2000 (the ESP32) or 1970: the hub counts from 2000
-            self._epoch = 946684800 if time.gmtime(0)[0] == 1970 else 0
-        return time.time() - self._epoch
+            self._ntp = Ntp(self)
+        return self._ntp.time()
 
     def feed_watchdog(self):
         if self._wdt is not None:

@@ -318,6 +318,25 @@ def start(hub):
                            % (sc["chip"].upper(), where, e))
 
 
+def after_scan(hub, now):
+    """The hub's cycle, right after the ring scan: one reading; a new problem goes to <prefix>/error
+    once (its counter is in <prefix>/shunt)."""
+    s = hub.shunt
+    s.read(now)
+    if s.problem_new and s.problem:
+        hub._error(now, s.problem)
+    elif s.recovered:
+        hub.log("info", "shunt: %s reading again" % s.NAME.upper())
+
+
+def after_compute(hub):
+    """The hub's cycle, once the bank aggregates are known: the energy counters."""
+    e = hub.energy
+    e.update(hub.shunt, hub.bank, hub.port.wall_time())
+    if e.changed:
+        hub.store.changed()
+
+
 def make(scfg, i2c, clock, where=""):
     """The driver for a validated `shunt` config block."""
     if scfg["chip"] == "ina228":

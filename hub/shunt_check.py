@@ -1,12 +1,33 @@
 # The `shunt` config block's checks (hub/config.py calls them when the block is enabled, then drops this
 # module again: the board's heap is small). Each problem names its field.
 CHIPS = ("ina228", "ina226")
+DEFAULTS = {
+    "enabled": False,
+    "chip": "ina228",
+    "i2c": {"id": 0, "sda": 21, "scl": 22, "freq": 400000},  # id -1: software I2C on those pins
+    "address": 64,  # 0x40
+    "shunt_ohms": 0.0005,
+    "max_current_a": 200,
+    "invert": False,  # true when the shunt is wired the other way (charging reads negative)
+}
 # full-scale shunt voltage in microvolts (INA228 SBOSA20 Table 8-1, INA226 SBOS547B 7.6.1.2)
 FULL_SCALE_UV = {"ina228": 163840, "ina226": 81920}
 
 
+def check(raw, problems, _merge, _num, _bool):
+    """The `shunt` block merged over DEFAULTS, its problems appended (each naming its field); hub/config.py
+    passes its helpers in."""
+    if not isinstance(raw, dict):
+        problems.append("shunt: must be an object")
+        return {"enabled": False}
+    cfg = {"shunt": _merge(DEFAULTS, raw, "shunt.", problems)}
+    _bool(cfg, "shunt.enabled", problems)
+    if cfg["shunt"]["enabled"] is True:
+        check_config(cfg, problems, _num, _bool)
+    return cfg["shunt"]
+
+
 def check_config(cfg, problems, _num, _bool):
-    """The `shunt` block's problems, each naming its field (hub/config.py's helpers passed in)."""
     sh = "shunt."
     chip = cfg["shunt"]["chip"]
     if chip not in CHIPS:

@@ -3,8 +3,8 @@ over an I2C-over-socket bridge: simulated ring + shunt -> hub under `micropython
 paho. Current, power, energy with the wall clock, and the absent chip's one error line.
 
 Heap: the shunt's modules (shunt, ina228/ina226, energy, persist, shunt_topics) loaded from .mpy files
-take about 27 KB of heap on top of the hub's; 64 packs with a shunt run in 140 KB here (without a shunt
-90 KB). On an ESP32 without PSRAM the hub is frozen into the firmware, where bytecode stays in flash
+take about 27 KB of heap on top of the hub's; 64 packs with a shunt run in 130 KB here (without a shunt
+100 KB). On an ESP32 without PSRAM the hub is frozen into the firmware, where bytecode stays in flash
 (docs/hub.md). These tests give the process 150 KB."""
 
 from __future__ import annotations

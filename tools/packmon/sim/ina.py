@@ -68,7 +68,6 @@ class _Base:
         self.transactions = 0
         self.t = now()  # the model's time: conversions are run up to now() before every transaction
         self.conversions = 0
-        self.true_charge_as = 0.0  # integral of the true current since power-on (A*s), for tests
         self.por()
 
     # -- I2C (machine.I2C's memory methods) ----------------------------------------------------------
@@ -137,6 +136,7 @@ class Ina228Model(_Base):
     FULL_SCALE_V = 0.16384
 
     def por(self) -> None:
+        self.true_charge_as = 0.0  # integral of the true current since power-on or reset (A*s), for tests
         self.config = 0x0000
         self.adc_config = 0xFB68
         self.shunt_cal = 0x1000
@@ -269,6 +269,7 @@ class Ina226Model(_Base):
     LSB_V = 2.5e-6
 
     def por(self) -> None:
+        self.true_charge_as = 0.0  # integral of the true current since power-on or reset (A*s), for tests
         self.config = 0x4127
         self.cal = 0
         self.shunt = 0
