@@ -133,29 +133,3 @@ def test_64_packs_1000_scans_in_a_100k_heap(mosquitto) -> None:
         assert "cycle 1000 packs 64 fresh 64" in "\n".join(hub.lines[-3:]), out
         print(last)
 
-
-def test_battery_block_on_the_real_runtime(mosquitto, subscriber_factory) -> None:
-    """The estimator inside the hub under `micropython`: without a shunt block SOC stays unknown (empty
-    retained) with one line on P/error; a chemistry the hub does not know is one line too; voltages go on."""
-    for battery, said in (({"enabled": True, "chemistry": "nmc", "capacity_ah": 5, "cells_parallel": 4},
-                           b"no shunt block"),
-                          ({"enabled": True, "chemistry": "lto"}, b"battery.chemistry: 'lto' is not known")):
-        sub = subscriber_factory(mosquitto.port, "packmonitor/#")
-        with mpy_hub.MpyHub(ModelRing(4, mv=list(MV), temp=list(TEMP)), cfg(mosquitto.port, battery=battery),
-                            cycles=4) as hub:
-            assert hub.wait() == 0, "\n".join(hub.lines[-20:])
-        sub.wait_for(lambda s: f"{P}/pack/4/voltage" in s.latest and f"{P}/bank/soc" in s.latest)
-        errors = [m for t, m, _ in sub.messages if t == f"{P}/error"]
-        assert len(errors) == 1 and said in errors[0], errors
-        assert sub.latest[f"{P}/bank/soc"] == b""
-        assert sub.latest[f"{P}/pack/1/voltage"] == b"3.300"
-
-
-def test_64_packs_with_the_estimator_in_a_100k_heap(mosquitto) -> None:
-    c = cfg(mosquitto.port, scan_interval_s=1, stale_after_s=5, battery={"enabled": True, "capacity_ah": 100})
-    with mpy_hub.MpyHub(ReplayRing(64), c, heap="100k", cycles=300, nosleep=True) as hub:
-        rc = hub.wait(timeout=900)
-        out = "\n".join(hub.lines[-10:])
-        assert rc == 0, out
-        assert not any("MemoryError" in line for line in hub.lines), out
-        assert "cycle 300 packs 64 fresh 64" in "\n".join(hub.lines[-3:]), out
