@@ -14,9 +14,8 @@ except ImportError:  # CPython
         return x
 
 
-_R_MIN_UOHM = const(20)  # below this a step is noise
 _R_MAX_UOHM = const(2000000)
-_R_FULL_N = const(20)  # resistance steps for full confidence
+_R_FULL_N = const(10)  # resistance steps for full confidence
 _CAP_CONF = (0, 50, 80, 90, 95, 100)
 
 
@@ -33,6 +32,7 @@ class Health:
         self.r = array("i", bytes(4 * m))  # resistance, micro-ohm (0 = not learned)
         self.r_n = array("i", bytes(4 * m))
         self.r_ref = array("i", bytes(4 * m))  # the first confident resistance: growth is against it
+        self.r_dev = array("i", bytes(4 * m))  # mean |step value - resistance|: how noisy the steps are
         self.weak = bytearray(m)  # 1: named weakest
         self.weakest = 0  # 1-based pack number of the weakest named pack, 0 none
         self._scratch = array("i", bytes(4 * m))
@@ -57,19 +57,27 @@ class Health:
         return True
 
     def add_resistance(self, i, dv_mv, di_ma):
-        """dV (mV) over dI (mA) one scan after a current step. Allocates nothing."""
+        """dV (mV) over dI (mA) one scan after a current step. Allocates nothing. A small pack resistance makes
+        dV a few ADC steps, so a single ratio can come out zero or negative: it is kept (dropping it would bias
+        the mean upwards), and once the value has settled each ratio is clamped symmetrically to 0..2x it."""
         if di_ma < 0:
             di_ma = -di_ma
             dv_mv = -dv_mv
-        if dv_mv <= 0 or dv_mv > 500 or di_ma == 0:
+        if dv_mv > 500 or dv_mv < -500 or di_ma == 0:
             return False
         r = dv_mv * 1000000 // di_ma
-        if r < _R_MIN_UOHM or r > _R_MAX_UOHM:
+        if r > _R_MAX_UOHM or r < -_R_MAX_UOHM:
             return False
         n = self.r_n[i]
         cur = self.r[i]
-        if n >= 10 and (r > 2 * cur or 2 * r < cur):
-            return False  # an outlier against a settled value (a step inside the sampling skew)
+        if n >= 10 and cur > 0:
+            if r < 0:
+                r = 0
+            elif r > 2 * cur:
+                r = 2 * cur
+        if n > 0:
+            d = r - cur if r > cur else cur - r
+            self.r_dev[i] += (d - self.r_dev[i]) // (n + 1 if n < 32 else 32)
         if n == 0:
             self.r[i] = r
         elif n < 64:
@@ -77,7 +85,7 @@ class Health:
         else:
             self.r[i] = cur + (r - cur) // 64
         self.r_n[i] = n + 1
-        if self.r_ref[i] == 0 and n + 1 >= _R_FULL_N:
+        if self.r_ref[i] == 0 and self.r_conf(i) == 100:
             self.r_ref[i] = self.r[i]
         return True
 
@@ -87,8 +95,23 @@ class Health:
         return _CAP_CONF[n if n < 5 else 5]
 
     def r_conf(self, i):
+        """By the number of steps, capped by their scatter: the standard error (deviation / sqrt(n)) must be
+        within 15 % of the value for full confidence, 30 % for 0.6, else 0.3 (a pack resistance of a few ADC
+        steps per step of current)."""
         n = self.r_n[i]
-        return 100 if n >= _R_FULL_N else n * 100 // _R_FULL_N
+        c = 100 if n >= _R_FULL_N else n * 100 // _R_FULL_N
+        r = self.r[i]
+        if n < 2 or r <= 0:
+            return c if r > 0 else 0
+        k = 1
+        while (k + 1) * (k + 1) <= n:  # integer square root of n (n is small)
+            k += 1
+        se100 = self.r_dev[i] * 100 // k  # 100 x the standard error, micro-ohm
+        if se100 > 30 * r:
+            return c if c < 30 else 30
+        if se100 > 15 * r:
+            return c if c < 60 else 60
+        return c
 
     def confidence(self, i):
         a = self.cap_conf(i)
@@ -150,17 +173,17 @@ class Health:
     # -- persistence ----------------------------------------------------------------------------------------
     def snapshot(self, n):
         d = {}
-        for key in ("cap", "cap_n", "r", "r_n", "r_ref"):
+        for key in ("cap", "cap_n", "r", "r_n", "r_ref", "r_dev"):
             a = getattr(self, key)
             d[key] = [a[i] for i in range(n)]
         return d
 
     def restore(self, d):
-        for key in ("cap", "cap_n", "r", "r_n", "r_ref"):
+        for key in ("cap", "cap_n", "r", "r_n", "r_ref", "r_dev"):
             src = d.get(key) or []
             dst = getattr(self, key)
             for i in range(min(len(src), self.max_packs)):
                 v = src[i]
-                if not isinstance(v, int) or v < 0:
+                if not isinstance(v, int) or (v < 0 and key != "r"):
                     raise ValueError("health.%s[%d] is not a count" % (key, i))
                 dst[i] = v

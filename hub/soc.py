@@ -294,7 +294,7 @@ class Estimator:
             if mv == 0:
                 continue
             r = health.r[i]
-            v = mv - i_ma * r // 1000000 if r else mv
+            v = mv - i_ma * r // 1000000 if r > 0 else mv
             if kind == _KIND_REST and ocv.slope_of(table, v) < 150:
                 continue  # flat part of the curve (LFP): the voltage resolution cannot place the SOC
             s = ocv.soc_of(table, v)

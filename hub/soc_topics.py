@@ -80,7 +80,7 @@ def health_json(m, h, i):
     else:
         m.s(b'null,"soh":null')
     m.s(b',"resistance_mohm":')
-    if h.r_n[i] > 0:
+    if h.r_n[i] > 0 and h.r[i] > 0:
         m.fixed(h.r[i], 3)  # micro-ohm, shown as milliohm
     else:
         m.s(b"null")
