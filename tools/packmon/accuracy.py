@@ -336,7 +336,8 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
              "capacity_err_pct": _r(cap_err[i]), "capacity_n": int(cap_n[i]),
              "resistance_mohm": _r(r_true[i] * 1000, 3), "resistance_est_mohm": _r(r_est[i] * 1000, 3),
              "resistance_err_pct": _r(r_err[i]), "resistance_n": int(h.r_n[i]),
-             "resistance_conf": h.r_conf(i) / 100, "capacity_conf": h.cap_conf(i) / 100, "cal_err_pct": _r(cal[i] * 100, 3),
+             "resistance_conf": h.r_conf(i) / 100, "capacity_conf": h.cap_conf(i) / 100,
+             "cal_err_pct": _r(cal[i] * 100, 3),
              "weakest": bool(h.weak[i])}
             for i in range(n)
         ],
