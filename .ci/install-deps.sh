@@ -17,7 +17,7 @@ if ((${#missing[@]})); then
 fi
 # mosquitto's Debian package starts a system broker on :1883; tests start their own on free ports.
 
-bash tools/setup-venv.sh "${VENV:-.venv}" dev
+bash tools/setup-venv.sh "${VENV:-.venv}" dev,accuracy
 
 # Node-RED + Dashboard 2.0 for the flow tests, pinned, into a cache folder outside the repo.
 if command -v npm >/dev/null && [ -f tools/node-red/install.sh ]; then

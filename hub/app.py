@@ -1,16 +1,22 @@
 # The hub's main loop: enumerate the ring, scan it, keep the bank model, raise alarms, publish.
 #
 #   hub = Hub(cfg, port)     cfg from hub.config.validate()/load(); port a hub.port.Port
-#   hub.run_once()           one cycle: ring (enumerate if needed, scan), model, alarms, publish
+#   hub.run_once()           one cycle: ring (enumerate if needed, scan), shunt, model, alarms, protection,
+#                            then publish
+#   hub.idle()               between cycles: lets the shunt driver read completed conversions (INA226)
 #   hub.run_forever()        a first cycle without network (protection never waits for Wi-Fi), Wi-Fi,
 #                            then run_once() every scan_interval_s, feeding the watchdog
 #
-# Order inside a cycle: scan (and shunt read) -> bank model -> alarms -> PROTECTION (decision and pins)
-# -> everything that may touch the network (errors, publishing, commands). A hung broker can delay the
-# next scan by at most mqtt.timeout_s per blocking call, never a decision already taken.
+# Order inside a cycle: scan and shunt read -> bank model -> alarms -> PROTECTION (decision and pins)
+# -> estimator -> everything that may touch the network (errors, publishing, commands). A hung broker can
+# delay the next scan by at most mqtt.timeout_s per blocking call, never a decision already taken.
 #
 # Host tools (packmon demo) build Hub with hub.port.HostPort(uart=SimUart(engine)) and call run_once()
 # themselves; hub.bank, hub.alarms, hub.ring and hub.publisher hold everything worth showing.
+#
+# hub.store is the one persistence store (hub/persist.py, cfg["state_file"]): energy counters and any
+# other state that must survive a reset register with it. hub.shunt is None without an enabled `shunt`
+# block; otherwise after each scan it holds ok, current_ma, dq_mas, dt_ms, coverage_ppm (hub/shunt.py).
 from hub import codec
 from hub.alarms import Alarms
 from hub.bank import Bank
@@ -28,12 +34,18 @@ except ImportError:  # CPython
 _FAILS_BEFORE_ENUMERATE = const(3)
 _RETRY = (codec.ERR_BAD_CRC, codec.ERR_RING_FAULT, codec.ERR_MISMATCH, codec.ERR_TRUNCATED)
 _ENUM_BACKOFF_MAX_MS = const(30000)
+_IDLE_SLICE_MS = const(250)  # between cycles: watchdog and shunt polls at least this often
 
 
 class Hub:
     def __init__(self, cfg, port, probes=None):
         self.cfg = cfg
         self.port = port
+        if cfg["shunt"]["enabled"]:
+            from hub import shunt as hooks  # loaded only with a shunt: the board's heap is small
+
+            hooks.preload(cfg["shunt"]["chip"])
+            self._shunt_hooks = hooks
         clk = port.clock
         self._td = clk.ticks_diff  # bound once: passing clk.ticks_diff each cycle would allocate
         self.ring = Ring(port.uart, cfg["uart"]["baud"], clk, cfg["max_packs"])
@@ -58,36 +70,32 @@ class Hub:
         self.last_error = ""
         self._errors = []  # texts for P/error, sent in the network phase of the cycle
         self.protect = None
-        self.store = None
         self.reset_requests = []  # output names from P/cmd/reset (publisher), applied next cycle
-        from hub.config import outputs_used
+        self._store = None
+        outs = cfg.get("outputs")  # protection first: every output is driven open before anything else
+        if outs and [n for n in outs if outs[n]["pin"] is not None]:
+            from hub import protect  # loaded only with outputs in use: the board's heap is small
 
-        if outputs_used(cfg):
-            self._setup_protect()
+            protect.start(self)
+        self.shunt = None
+        self.energy = None
+        if cfg["shunt"]["enabled"]:
+            hooks.start(self)
+        self.est_step = None  # SOC and health (hub/soc.py hub_step), with a battery block
+        if cfg["battery"]["enabled"]:
+            from hub.soc import start as start_estimator  # loaded only with one: the board's heap is small
 
-    def _setup_protect(self):
-        from hub import protect
-        from hub.alarms import NAMES
-        from hub.persist import Store
+            start_estimator(self)
 
-        cfg = self.cfg
-        self.protect = p = protect.Protect(cfg, NAMES)
-        outs = [(cfg["outputs"][n]["pin"], cfg["outputs"][n]["inverted"]) for n in protect.NAMES]
-        self.port.setup_outputs(outs, cfg["protect"]["reset_pin"])  # every output open, first
-        if self.store is None:  # ONE store per hub (hub/persist.py); the shunt/estimator branches share it
-            self.store = Store(cfg["state_file"], self.port.clock, log=self.log)
-        if self.store.register("protect", p):
-            for k in range(len(protect.NAMES)):
-                if p.latched[k]:
-                    self.log("warning", "protect: %s is latched open (%s) from before the restart; a manual "
-                             "reset clears it" % (protect.NAMES[k], protect.REASONS[p.latched[k]]))
-        p.store = self.store
-        for k in range(len(protect.NAMES)):
-            self.port.set_output(k, p.state[k])  # discharge closes here when it is not held at boot
-        from hub.config import WARNINGS
+    @property
+    def store(self):
+        """The hub's one persistence store (hub/persist.py, cfg["state_file"]), made when a feature first
+        asks for it, so a hub without such a feature does not load it."""
+        if self._store is None:
+            from hub.persist import Store
 
-        for w in WARNINGS:
-            self.log("warning", w)
+            self._store = Store(self.cfg["state_file"], self.port.clock, log=self.log)
+        return self._store
 
     def log(self, level, msg):
         self.port.log(level, msg)
@@ -160,24 +168,6 @@ class Hub:
         return True
 
     # -- one cycle ----------------------------------------------------------------------------------
-    def _protect(self, now):
-        """The decision and the pins, right after the scan: no network I/O here."""
-        p = self.protect
-        if self.port.reset_pressed():
-            done = p.reset("")
-            self.log("warning", "protect: reset button: %s" % (", ".join(done) if done else "nothing was latched"))
-        while self.reset_requests:
-            name = self.reset_requests.pop(0)
-            done = p.reset(name)
-            self.log("warning", "protect: reset command for %s: %s" % (name, "cleared" if done else "was not latched"))
-        shunt = getattr(self, "shunt", None)  # branch shunt: hub.shunt (ok, current_ma), None without one
-        if p.decide(self.bank, self.alarms, shunt, now, self._td):
-            for k in range(len(p.changed)):
-                if p.changed[k]:
-                    self.port.set_output(k, p.state[k])
-        for k, text in p.events:
-            self.log("warning" if p.tripped(k) else "info", text)
-
     def run_once(self, network=True):
         clk = self.port.clock
         self.port.feed_watchdog()
@@ -187,11 +177,17 @@ class Hub:
             self._enumerate(now)
         if not self.need_enum and self.bank.n:
             self._scan(now)
+        if self.shunt is not None:
+            self._shunt_hooks.after_scan(self, clk.ticks_ms())
         now = clk.ticks_ms()
         self.bank.compute(now, self._td)
         self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
         if self.protect is not None:
-            self._protect(now)
+            self._protect_step(self, now)  # the decision and the pins: before anything slow or networked
+        if self.shunt is not None:
+            self._shunt_hooks.after_compute(self)
+        if self.est_step is not None:
+            self.est_step(self, now)
         if self.probes is not None:
             self.probes.read(self.probe_temps)
         for k in range(len(self.alarms.changed)):
@@ -206,10 +202,15 @@ class Hub:
         del self._errors[:]
         if self.protect is not None:
             del self.protect.events[:]
-        if self.store is not None:
-            self.store.service(now)
+        if self._store is not None:
+            self._store.service(clk.ticks_ms())
         self.cycles += 1
         self.port.feed_watchdog()
+
+    def idle(self):
+        """Between cycles: the INA226 driver reads each completed averaging window."""
+        if self.shunt is not None:
+            self.shunt.poll(self.port.clock.ticks_ms())
 
     def run_forever(self):
         clk = self.port.clock
@@ -235,7 +236,8 @@ class Hub:
                 if left <= 0:
                     break
                 self.port.feed_watchdog()
-                clk.sleep_ms(min(left, 500))
+                self.idle()
+                clk.sleep_ms(min(left, _IDLE_SLICE_MS))
 
 
 def _alarm_name(k):

@@ -36,9 +36,15 @@ DEFAULTS = {
     "discovery": {"enabled": False, "prefix": "homeassistant"},
     "legacy_topics": False,
     "probes": {"enabled": False, "pin": 4},
+    # bank current from a TI INA228/INA226 on a LOW-SIDE shunt (docs/hub.md); off by default. The block's
+    # fields and defaults are in hub/shunt_check.py, loaded only when a config has the block.
+    "shunt": {"enabled": False},
+    # SOC and per-pack health (hub/soc.py); off by default. The block's fields and defaults are in
+    # hub/battery_cfg.py, loaded only when a config has the block.
+    "battery": {"enabled": False},
+    "state_file": "/state.json",  # energy counters and other state kept across a reset (hub/persist.py)
     "watchdog_s": 30,
     "log_level": "info",
-    "state_file": "/state.json",  # hub/persist.py: protection latches (and energy/SOC) across a reset
 }
 
 
@@ -148,6 +154,11 @@ def validate(raw, need_wifi=True):
     problems = []
     if not isinstance(raw, dict):
         raise ConfigError(["config: must be a JSON object"])
+    sraw = raw.get("shunt")
+    braw = raw.get("battery")
+    if sraw is not None or braw is not None or "shunt_problems" in raw or "battery_problems" in raw:
+        # checked below; a validated config's derived lists go
+        raw = {k: raw[k] for k in raw if k not in ("shunt", "shunt_problems", "battery", "battery_problems")}
     base = DEFAULTS
     protect_config = None
     if "outputs" in raw or "protect" in raw:
@@ -228,11 +239,30 @@ def validate(raw, need_wifi=True):
     _bool(cfg, "legacy_topics", problems)
     _bool(cfg, "probes.enabled", problems)
     _num(cfg, "probes.pin", 0, 39, problems, True)
+    _str(cfg, "state_file", problems, True)
     _num(cfg, "watchdog_s", 0, 600, problems)
     if cfg["log_level"] not in LOG_LEVELS:
         problems.append("log_level: must be one of %s" % ", ".join(LOG_LEVELS))
-    _str(cfg, "state_file", problems, True)
-    del WARNINGS[:]
+    # A bad shunt block does not stop the hub: voltage monitoring goes on, the shunt stays off and the
+    # hub publishes why on <prefix>/error. check-config reports these like any other problem.
+    soft = []
+    if sraw is not None:
+        import sys
+
+        from hub import shunt_check  # dropped again after: the board's heap is small
+
+        cfg["shunt"] = shunt_check.check(sraw, soft, _merge, _num, _bool)
+        sys.modules.pop("hub.shunt_check", None)
+    # a bad battery block likewise: SOC and health are unknown (one line on <prefix>/error), everything else runs
+    bsoft = []
+    if braw is not None:
+        import sys
+
+        from hub import battery_cfg  # dropped again after: the board's heap is small
+
+        cfg["battery"] = battery_cfg.check(braw, bsoft, _merge, _num, _bool)
+        sys.modules.pop("hub.battery_cfg", None)
+    del WARNINGS[:]  # after the shunt block: its I2C pins count as used pins
     if protect_config is not None:
         protect_config.check(cfg, problems, _num, _bool)
         if not problems:
@@ -240,6 +270,8 @@ def validate(raw, need_wifi=True):
         _unload("protect_config")
     if problems:
         raise ConfigError(problems)
+    cfg["shunt_problems"] = soft
+    cfg["battery_problems"] = bsoft
     if not cfg["topic_prefix"]:
         cfg["topic_prefix"] = "packmonitor/" + cfg["bank"]
     if not cfg["mqtt"]["client_id"]:

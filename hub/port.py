@@ -1,8 +1,12 @@
-# The only module that touches the hardware: UART, watchdog, Wi-Fi, clock, sockets, reset.
+# The only module that touches the hardware: UART, I2C, watchdog, Wi-Fi, clocks, sockets, reset.
 #
 # BoardPort is the ESP32 (machine/network). HostPort runs the same hub code on a PC — under CPython
 # (tests, `packmon demo`) or the MicroPython unix port — with injected parts: a UART-shaped object
-# (write/readinto), a clock, a Wi-Fi that is up unless a test takes it down, a no-op watchdog.
+# (write/readinto), an I2C-shaped object (readfrom_mem_into/writeto_mem: a device model), a clock, a
+# wall clock, a Wi-Fi that is up unless a test takes it down, a no-op watchdog.
+#
+# wall_time(): seconds since 2000-01-01 00:00 UTC (MicroPython's epoch on the ESP32), or None while
+# the time is not known (the board: until NTP has answered once). Daily counters need it.
 import sys
 import time
 
@@ -197,12 +201,22 @@ def install_cpython_shims():
 class HostPort(Port):
     """The hub on a PC: everything injected. wifi_ok can be set False by a test to take Wi-Fi down."""
 
-    def __init__(self, uart, clock=None, log_level="info", log=None):
+    def __init__(self, uart, clock=None, log_level="info", log=None, i2c=None, wall=None):
         Port.__init__(self, log_level, log)
         self.uart = uart
         self.clock = clock or SystemClock()
         self.wifi_ok = True
         self.resets = 0
+        self.i2c_bus = i2c  # an I2C-shaped object (a device model, SocketI2C) or None
+        self.wall = wall  # a function returning seconds since 2000-01-01 UTC or None; None: unknown
+
+    def i2c(self, icfg):
+        if self.i2c_bus is None:
+            raise OSError("no I2C bus given to the host port")
+        return self.i2c_bus
+
+    def wall_time(self):
+        return self.wall() if self.wall is not None else None
 
     def wifi_connect(self, timeout_ms):
         return self.wifi_ok
@@ -424,6 +438,24 @@ class BoardPort(Port):
         self._cfg = cfg
         self._wlan = None
         self.reset_cause = machine.reset_cause()
+        self._ntp = None
+
+    def i2c(self, icfg):
+        import machine
+
+        pins = {"scl": machine.Pin(icfg["scl"]), "sda": machine.Pin(icfg["sda"]), "freq": icfg["freq"]}
+        if icfg["id"] < 0:
+            return machine.SoftI2C(**pins)
+        return machine.I2C(icfg["id"], **pins)
+
+    def wall_time(self):
+        """Seconds since 2000-01-01 UTC once NTP has set the RTC; None before (hub/ntp.py, loaded on first
+        use: only the daily energy counters need the time)."""
+        if self._ntp is None:
+            from hub.ntp import Ntp
+
+            self._ntp = Ntp(self)
+        return self._ntp.time()
 
     def feed_watchdog(self):
         if self._wdt is not None:

@@ -376,3 +376,49 @@ def _fx(v, dec):
         f = "%d" % (v % d)
         s += "." + "0" * (dec - len(f)) + f
     return "-" + s if neg else s
+
+
+# -- the hub's side (hub/app.py calls these only when outputs are in use) ----------------------------------
+def start(hub):
+    """Outputs open first, then the latches of before a restart (hub/persist.py), then the config's
+    warnings. Sets hub.protect and hub._protect_step."""
+    from hub.alarms import NAMES as ALARMS
+
+    cfg = hub.cfg
+    hub.protect = p = Protect(cfg, ALARMS)
+    outs = [(cfg["outputs"][n]["pin"], cfg["outputs"][n]["inverted"]) for n in NAMES]
+    hub.port.setup_outputs(outs, cfg["protect"]["reset_pin"])  # every output open, first
+    if hub.store.register("protect", p):
+        for k in range(len(NAMES)):
+            if p.latched[k]:
+                hub.log("warning", "protect: %s is latched open (%s) from before the restart; a manual "
+                        "reset clears it" % (NAMES[k], REASONS[p.latched[k]]))
+    p.store = hub.store
+    for k in range(len(NAMES)):
+        hub.port.set_output(k, p.state[k])  # discharge closes here when it is not held at boot
+    from hub import protect_config  # its warnings (strapping pins, inverted outputs), then dropped again
+
+    for w in protect_config.warnings(cfg):
+        hub.log("warning", w)
+    import sys
+
+    sys.modules.pop("hub.protect_config", None)
+    hub._protect_step = step
+
+
+def step(hub, now):
+    """The decision and the pins, right after the scan: no network I/O here."""
+    p = hub.protect
+    if hub.port.reset_pressed():
+        done = p.reset("")
+        hub.log("warning", "protect: reset button: %s" % (", ".join(done) if done else "nothing was latched"))
+    while hub.reset_requests:
+        name = hub.reset_requests.pop(0)
+        done = p.reset(name)
+        hub.log("warning", "protect: reset command for %s: %s" % (name, "cleared" if done else "was not latched"))
+    if p.decide(hub.bank, hub.alarms, hub.shunt, now, hub._td):
+        for k in range(len(p.changed)):
+            if p.changed[k]:
+                hub.port.set_output(k, p.state[k])
+    for k, text in p.events:
+        hub.log("warning" if p.tripped(k) else "info", text)

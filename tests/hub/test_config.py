@@ -94,3 +94,51 @@ def test_bank_names_discovery_cannot_use_are_fine_without_it() -> None:
         config.validate({"mqtt": {"host": "h"}, "bank": "Shed-2", "discovery": {"enabled": True}}, need_wifi=False)
     assert e.value.problems == ["bank: 'Shed-2' is not valid in a Home Assistant object id, which discovery builds "
                                 "from it (packmon_<bank>_...): use lowercase letters, digits and _"]
+
+
+# -- the shunt block (issue 12): problems are named, and they switch the shunt off, not the hub ------------
+SHUNT_OK = {"enabled": True, "chip": "ina228", "address": 64, "shunt_ohms": 0.0005, "max_current_a": 200}
+
+
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"chip": "ina219"}, "shunt.chip"),
+        ({"shunt_ohms": 0}, "shunt.shunt_ohms"),
+        ({"shunt_ohms": -0.001}, "shunt.shunt_ohms"),
+        ({"shunt_ohms": "0.5m"}, "shunt.shunt_ohms"),
+        ({"max_current_a": 0}, "shunt.max_current_a"),
+        ({"address": 0x50}, "shunt.address"),
+        ({"invert": "yes"}, "shunt.invert"),
+        ({"i2c": {"sda": 40}}, "shunt.i2c.sda"),
+        ({"i2c": {"id": 2}}, "shunt.i2c.id"),
+        ({"i2c": {"freq": 5}}, "shunt.i2c.freq"),
+        ({"i2c": "0"}, "shunt.i2c"),
+        ({"colour": 1}, "shunt.colour"),
+        # 400 A x 0.5 mOhm = 200 mV > the INA228's 163.84 mV
+        ({"max_current_a": 400}, "shunt.max_current_a"),
+        # 200 A x 0.5 mOhm = 100 mV > the INA226's 81.92 mV
+        ({"chip": "ina226"}, "shunt.max_current_a"),
+    ],
+)
+def test_bad_shunt_field_is_named_and_does_not_stop_the_hub(over: dict, field: str) -> None:
+    cfg = config.validate({"mqtt": {"host": "h"}, "shunt": {**SHUNT_OK, **over}}, need_wifi=False)
+    assert any(p.startswith(field + ":") for p in cfg["shunt_problems"]), cfg["shunt_problems"]
+
+
+def test_good_shunt_blocks() -> None:
+    for sh in (SHUNT_OK, {**SHUNT_OK, "chip": "ina226", "max_current_a": 150},
+               {**SHUNT_OK, "shunt_ohms": 0.0001, "max_current_a": 1600}):
+        cfg = config.validate({"mqtt": {"host": "h"}, "shunt": sh}, need_wifi=False)
+        assert cfg["shunt_problems"] == [], cfg["shunt_problems"]
+    cfg = config.validate({"mqtt": {"host": "h"}}, need_wifi=False)
+    assert cfg["shunt"]["enabled"] is False and cfg["state_file"] == "/state.json"
+    # a disabled block is not checked further
+    cfg = config.validate({"mqtt": {"host": "h"}, "shunt": {"shunt_ohms": 0}}, need_wifi=False)
+    assert cfg["shunt_problems"] == []
+
+
+def test_a_validated_config_validates_again() -> None:
+    cfg = config.validate({"mqtt": {"host": "h"}, "shunt": {**SHUNT_OK, "shunt_ohms": 0}}, need_wifi=False)
+    again = config.validate(json.loads(json.dumps(cfg)), need_wifi=False)
+    assert again == cfg and again["shunt_problems"]

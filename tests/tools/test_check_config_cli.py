@@ -147,3 +147,47 @@ def test_bank_not_valid_as_an_object_id_with_discovery(tmp_path, run) -> None:
     r = run("check-config", write(tmp_path, cfg))
     assert r.rc == 1
     assert "bank: 'Garage-2' is not valid in a Home Assistant object id" in r.out
+
+
+def test_shunt_block_each_bad_field_named(tmp_path, run) -> None:
+    cfg = with_("shunt", {"enabled": True, "chip": "ina226", "shunt_ohms": 0, "address": 99,
+                          "i2c": {"scl": 77}, "max_current_a": 200})
+    r = run("check-config", write(tmp_path, cfg), "--json")
+    assert r.rc == 1
+    fields = {p.split(":")[0] for p in json.loads(r.out)["problems"]}
+    assert {"shunt.shunt_ohms", "shunt.address", "shunt.i2c.scl"} <= fields
+    # within range but beyond the chip's full-scale shunt voltage
+    cfg = with_("shunt", {"enabled": True, "chip": "ina226", "shunt_ohms": 0.001, "max_current_a": 100})
+    r = run("check-config", write(tmp_path, cfg))
+    assert r.rc == 1 and "shunt.max_current_a: 100 A x 0.001 ohm = 100.00 mV is beyond the INA226's" in r.out
+
+
+def test_shunt_block_good(tmp_path, run) -> None:
+    f = write(tmp_path, with_("shunt", {"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005,
+                                        "max_current_a": 300}))
+    r = run("check-config", f)
+    assert r.rc == 0 and "shunt INA228 at 0x40 (0.0005 ohm, 300 A)" in r.out
+
+
+def test_battery_block_each_bad_field_named(tmp_path, run) -> None:
+    cfg = with_("battery", {"enabled": True, "chemistry": "lto", "capacity_ah": -5, "cells_parallel": 2.5,
+                            "weak_confidence": 3})
+    r = run("check-config", write(tmp_path, cfg), "--json")
+    assert r.rc == 1
+    probs = json.loads(r.out)["problems"]
+    fields = {p.split(":")[0] for p in probs}
+    assert {"battery.chemistry", "battery.capacity_ah", "battery.cells_parallel", "battery.weak_confidence"} <= fields
+    assert "battery.chemistry: 'lto' is not known to the hub (known: lfp, nmc)" in probs
+    assert "battery.capacity_ah: must be above 0, got -5" in probs
+
+
+def test_battery_block_good(tmp_path, run) -> None:
+    cfg = with_("battery", {"enabled": True, "chemistry": "lfp", "capacity_ah": 3, "cells_parallel": 80})
+    r = run("check-config", write(tmp_path, cfg))
+    assert r.rc == 0 and "SOC/health for LFP packs of 3 Ah x 80P (no shunt block: SOC stays unknown)" in r.out
+
+
+def test_accuracy_is_a_command() -> None:
+    p = cli.build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    assert "accuracy" in sub.choices

@@ -19,7 +19,7 @@ from packmon import deploy, flash
 from packmon.sim.pty_bridge import open_pty
 
 ROOT = Path(__file__).resolve().parents[2]
-HUB_PY = sorted(f"hub/{p.name}" for p in (ROOT / "hub").glob("*.py"))
+HUB_PY = sorted(f"hub/{p.name}" for p in (ROOT / "hub").glob("*.py") if p.name != "simlink.py")  # host-only
 
 FAKE = """#!{python}
 import json, os, sys
@@ -134,6 +134,7 @@ def test_deploy_runs_the_exact_commands_and_waits_for_online(fakes, board, confi
     ]
     assert "hub/codec.py" in HUB_PY and "hub/ring.py" in HUB_PY and "hub/config.py" in HUB_PY
     assert not Path(build).exists()  # the compiled files were temporary
+    assert "hub/shunt.py" in HUB_PY and "hub/simlink.py" not in " ".join(fakes()[4])
     # every command line is shown, exactly, before it runs
     assert f"$ mpremote connect {p} fs cp hub/board/main.py :main.py" in r.out
     assert "the board loads .mpy v" in r.out

@@ -1,5 +1,6 @@
 # Benchmark of the hub's hot path, for MicroPython (and CPython, through tools/bench_hub.py):
-# time and heap per scan for decode+model and for publishing, 16 and 64 packs.
+# time and heap per scan for decode+model and for publishing, 16 and 64 packs; and the shunt's cost per
+# cycle (driver read over a register-answering fake chip, energy counters, its four topics).
 #   MICROPYPATH=<mpy build>:.frozen micropython tools/mpy/bench_hub_mpy.py
 import gc
 import sys
@@ -136,7 +137,8 @@ class Port:
 
 
 class FakeHub:
-    pass
+    shunt = None
+    energy = None
 
 
 def bench(n, scans=50, disc=False):
@@ -247,14 +249,216 @@ def bench_discovery(n=64):
     return sent, nbytes, cycles, worst_us / 1000, module, state, worst_alloc
 
 
+class FakeChip:
+    """Answers the shunt driver's register reads like an INA228 or INA226 at a steady 42 A, with no
+    allocation: CHARGE advances by a fixed count per read (kept as two 20-bit halves), the INA226's
+    conversion-ready flag is set on every other Mask/Enable read."""
+
+    def __init__(self, chip):
+        self.chip = chip
+        self.cal = 0
+        self.hi = 0
+        self.lo = 0
+        self.flip = 0
+
+    def writeto_mem(self, addr, reg, buf):
+        if (self.chip == "ina228" and reg == 2) or (self.chip == "ina226" and reg == 5):
+            self.cal = (buf[0] << 8) | buf[1]
+
+    def _put(self, buf, v, n):
+        for k in range(n):
+            buf[n - 1 - k] = (v >> (8 * k)) & 0xFF
+
+    def readfrom_mem_into(self, addr, reg, buf):
+        n = len(buf)
+        if self.chip == "ina228":
+            if reg == 0x3E:
+                self._put(buf, 0x5449, 2)
+            elif reg == 0x3F:
+                self._put(buf, 0x2281, 2)
+            elif reg == 2:
+                self._put(buf, self.cal, 2)
+            elif reg == 7:
+                self._put(buf, 110100 << 4, 3)  # 42 A in CURRENT_LSB (200 A / 2^19)
+            elif reg == 0x0A:
+                self.lo += 550500  # ~5 s at 42 A
+                if self.lo >= 0x100000:
+                    self.lo -= 0x100000
+                    self.hi += 1
+                buf[0] = (self.hi >> 12) & 0xFF
+                buf[1] = (self.hi >> 4) & 0xFF
+                buf[2] = ((self.hi & 15) << 4) | (self.lo >> 16)
+                buf[3] = (self.lo >> 8) & 0xFF
+                buf[4] = self.lo & 0xFF
+            else:
+                self._put(buf, 1, n)  # DIAG_ALRT: MEMSTAT only
+        else:
+            if reg == 0xFE:
+                self._put(buf, 0x5449, 2)
+            elif reg == 0xFF:
+                self._put(buf, 0x2260, 2)
+            elif reg == 5:
+                self._put(buf, self.cal, 2)
+            elif reg == 6:
+                self.flip ^= 1
+                self._put(buf, 8 if self.flip else 0, 2)
+            elif reg == 4:
+                self._put(buf, 9175, 2)  # 42 A in CURRENT_LSB (150 A / 2^15)
+            else:
+                self._put(buf, 0, n)
+
+
+def bench_shunt(chip, scans=50):
+    from hub import shunt, shunt_topics
+    from hub.energy import Energy
+
+    clk = Clock()
+    cfg = config.validate({"mqtt": {"host": "h"}, "max_packs": 64, "shunt": {
+        "enabled": True, "chip": chip, "max_current_a": 200 if chip == "ina228" else 150}}, False)
+    port = Port()
+    port.clock = clk
+    pub = Publisher(cfg, port)
+    pub.client = null_client()
+    pub.connected = True
+    hub = FakeHub()
+    hub.bank = Bank(64, 30000)
+    hub.bank.resize(16)
+    hub.bank.complete = True
+    hub.bank.total_mv = 53000
+    hub.shunt = shunt.make(cfg["shunt"], FakeChip(chip), clk)
+    hub.energy = Energy()
+    wall = 9800 * 86400
+
+    def cycle():
+        for _ in range(8):  # the INA226 driver polls between cycles (every 250 ms of a 5 s cycle)
+            clk.t += 250
+            hub.shunt.poll(clk.t)
+        clk.t += 3000
+        hub.shunt.read(clk.t)
+        hub.energy.update(hub.shunt, hub.bank, wall)
+        shunt_topics.publish(pub, hub)
+
+    for _ in range(4):
+        cycle()
+    assert hub.shunt.ok, hub.shunt.problem
+    gc.collect()
+    t = 0
+    a = 0
+    for _ in range(scans):
+        gc.disable()
+        m0 = mem_alloc()
+        t0 = ticks_us()
+        cycle()
+        t1 = ticks_us()
+        m1 = mem_alloc()
+        gc.enable()
+        gc.collect()
+        t += ticks_diff(t1, t0)
+        a += m1 - m0
+    return t / scans / 1000, a // scans, hub.shunt.current_ma, hub.energy.in_mah
+
+
+class Shunt:
+    ok = True
+    current_ma = -10000
+    dq_mas = -50000
+    dt_ms = 5000
+    coverage_ppm = 1000000
+
+
+def bench_estimator(n, scans=60):
+    """hub.soc.Estimator.update() per scan (coulomb count, steps -> resistance, rest/full checks, outputs,
+    the weakest every 12th scan) and its topics (bank/pack soc, time to full/empty, weakest, and the health
+    JSON every 12th scan)."""
+    gc.collect()
+    f0 = gc.mem_free() if MPY else 0
+    from hub.soc import Estimator
+
+    gc.collect()
+    f1 = gc.mem_free() if MPY else 0
+    clk = Clock()
+    cfg = config.validate({"mqtt": {"host": "h"}, "max_packs": 64,
+                           "battery": {"enabled": True, "capacity_ah": 100}}, False)
+    ring = Ring(ReplayUart(n), 9600, clk, n)
+    bank = Bank(64, 30000)
+    bank.resize(n)
+    gc.collect()
+    f2 = gc.mem_free() if MPY else 0
+    est = Estimator(cfg["battery"], 64)
+    gc.collect()
+    if MPY and n == 16:
+        print("heap: estimator modules %d B, its state for 64 packs %d B" % (f0 - f1, f2 - gc.mem_free()))
+    port = Port()
+    port.clock = clk
+    pub = Publisher(cfg, port)
+    pub.client = null_client()
+    pub.connected = True
+    hub = FakeHub()
+    hub.bank = bank
+    hub.estimator = est
+    hub.battery_error = ""
+    sh = Shunt()
+    td = clk.ticks_diff
+    nodes = ring.scan(n)
+    bank.update(ring.rx, nodes, clk.t)
+    bank.compute(clk.t, td)
+    est.update(clk.t, bank, sh, td)
+    for i in range(n):  # as after a resync: every pack known at 50 %
+        est.known[i] = 1
+        est.q[i] = est.nominal_cq // 2
+    for _k in range(24):  # warm up (the publisher's first round publishes everything)
+        clk.t += 5000
+        bank.update(ring.rx, ring.scan(n), clk.t)
+        est.update(clk.t, bank, sh, td)
+        pub._publish_soc(hub, est)
+    gc.collect()
+    t_est = 0
+    t_pub = 0
+    a_est = 0
+    a_pub = 0
+    for k in range(scans):
+        clk.t += 5000
+        # a current step every other scan (the step path and the resistance update run)
+        sh.current_ma = -20000 if k & 1 else -10000
+        sh.dq_mas = sh.current_ma * 5
+        bank.update(ring.rx, ring.scan(n), clk.t)  # fresh voltages (not measured: the hub's own part)
+        gc.collect()
+        gc.disable()
+        m0 = mem_alloc()
+        t0 = ticks_us()
+        est.update(clk.t, bank, sh, td)
+        t1 = ticks_us()
+        m1 = mem_alloc()
+        pub._publish_soc(hub, est)
+        t2 = ticks_us()
+        m2 = mem_alloc()
+        gc.enable()
+        gc.collect()
+        t_est += ticks_diff(t1, t0)
+        t_pub += ticks_diff(t2, t1)
+        a_est += m1 - m0
+        a_pub += m2 - m1
+    return t_est / scans / 1000, t_pub / scans / 1000, a_est // scans, a_pub // scans
+
+
 print("runtime %s" % sys.implementation.name)
-print("packs  decode+model ms  publish ms  decode+model B/scan  publish B/scan  MQTT bytes/scan")
-for n in (16, 64):
-    tm, tp, am, ap, nb = bench(n)
-    print("%5d  %15.2f  %10.2f  %19d  %14d  %15d" % (n, tm, tp, am, ap, nb))
-tm, tp, am, ap, nb = bench(64, disc=True)
-print("%5d  %15.2f  %10.2f  %19d  %14d  %15d  (discovery on, all out; poll() for Home Assistant's status)"
-      % (64, tm, tp, am, ap, nb))
-configs, nbytes, cycles, worst_ms, module, state, worst_alloc = bench_discovery(64)
-print("discovery, 64 packs: %d configs, %d bytes, in %d cycles (slowest %.1f ms); heap: module %d B, state %d B, "
-      "%d B allocated (and freed) per config" % (configs, nbytes, cycles, worst_ms, module, state, worst_alloc))
+if "estimator" not in sys.argv:
+    print("packs  decode+model ms  publish ms  decode+model B/scan  publish B/scan  MQTT bytes/scan")
+    for n in (16, 64):
+        tm, tp, am, ap, nb = bench(n)
+        print("%5d  %15.2f  %10.2f  %19d  %14d  %15d" % (n, tm, tp, am, ap, nb))
+    tm, tp, am, ap, nb = bench(64, disc=True)
+    print("%5d  %15.2f  %10.2f  %19d  %14d  %15d  (discovery on, all out; poll() for Home Assistant's status)"
+          % (64, tm, tp, am, ap, nb))
+    configs, nbytes, cycles, worst_ms, module, state, worst_alloc = bench_discovery(64)
+    print("discovery, 64 packs: %d configs, %d bytes, in %d cycles (slowest %.1f ms); heap: module %d B, state %d B, "
+          "%d B allocated (and freed) per config" % (configs, nbytes, cycles, worst_ms, module, state, worst_alloc))
+    print("shunt   read+energy+topics ms/cycle  B/cycle  (8 polls, 1 read, energy, 4 topics; current mA, Ah)")
+    for chip in ("ina228", "ina226"):
+        ts, as_, cur, mah = bench_shunt(chip)
+        print("%s  %31.2f  %7d  (%d mA, %d mAh)" % (chip, ts, as_, cur, mah))
+else:  # a run of its own: the estimator's arrays and the hub's would not both fit the bench's 100 KB heap
+    print("packs  estimator ms  soc/health publish ms  estimator B/scan  soc/health publish B/scan")
+    for n in (16, 64):
+        te, tp, ae, ap = bench_estimator(n)
+        print("%5d  %12.2f  %21.2f  %16d  %25d" % (n, te, tp, ae, ap))

@@ -26,6 +26,9 @@ def check(path: str, need_wifi: bool = True) -> tuple[dict | None, list[str]]:
         cfg = hub_config.load(path, need_wifi)
     except hub_config.ConfigError as e:
         return None, list(e.problems)
+    soft = list(cfg["shunt_problems"]) + list(cfg["battery_problems"])
+    if soft:  # the hub would run with the shunt/estimator off; on the PC these are errors
+        return None, soft
     # the TLS files must exist on the PC: `packmon deploy` copies them to the board
     from .deploy import find_tls_files
 
@@ -49,6 +52,13 @@ def run(args: argparse.Namespace) -> int:
     for w in warnings:
         print(f"  warning: {w}")
     m = cfg["mqtt"]
+    sh = cfg["shunt"]
+    shunt = (f", shunt {sh['chip'].upper()} at 0x{sh['address']:02x} ({sh['shunt_ohms']} ohm, "
+             f"{sh['max_current_a']} A)" if sh["enabled"] else "")
+    b = cfg["battery"]
+    if b["enabled"]:
+        shunt += (f", SOC/health for {b['chemistry'].upper()} packs of {b['capacity_ah']} Ah x "
+                  f"{b['cells_parallel']}P" + ("" if sh["enabled"] else " (no shunt block: SOC stays unknown)"))
     print(f"{args.file}: OK (bank {cfg['bank']}, topics {cfg['topic_prefix']}/..., broker {m['host']}:{m['port']}"
-          f"{' with TLS' if m['tls']['enabled'] else ''}, scan every {cfg['scan_interval_s']} s)")
+          f"{' with TLS' if m['tls']['enabled'] else ''}, scan every {cfg['scan_interval_s']} s{shunt})")
     return 0

@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "demo": "demo",
     "bench": "bench",
     "protect_check": "protect-check",
+    "accuracy": "accuracy",
 }
 
 

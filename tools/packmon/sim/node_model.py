@@ -247,3 +247,18 @@ def make_frame(cmd: int, seq: int, addr: int, slots: bytes = b"", nodes: int = 0
     body = bytes([cmd, seq, addr, len(slots) // SLOT_SIZE]) + bytes(slots) + bytes([nodes, status])
     crc = crc16(body)
     return bytes([SOF]) + body + bytes([crc >> 8, crc & 0xFF])
+
+
+# -- the firmware's voltage measurement (node_fw/src/adc.c), written so it also works on numpy arrays ------
+VBG_SAMPLES = 16  # bandgap conversions summed per reading
+
+
+def bandgap_counts(vcc_mv, bandgap_mv):  # noqa: ANN001, ANN201 (int, float or numpy arrays)
+    """One ADC conversion of the bandgap against Vcc (10 bits, 1024 steps over Vcc), before noise."""
+    c = (bandgap_mv * 1024) // vcc_mv
+    return c - (c > 1023) * (c - 1023)
+
+
+def vcc_mv_from_sum(vbg_sum, vref_01mv):  # noqa: ANN001, ANN201
+    """adc_vcc_mv(): the pack voltage from the sum of 16 bandgap conversions and the node's vref setting."""
+    return (16384 * vref_01mv + 5 * vbg_sum) // (10 * vbg_sum)

@@ -1,0 +1,74 @@
+"""The estimator (hub/soc.py) inside the hub on the real MicroPython runtime (unix port, modules precompiled
+with mpy-cross): simulated ring (+ a modelled INA228 over the I2C bridge) -> hub under `micropython` -> real
+Mosquitto -> paho.
+
+Heap: the estimator's modules (soc, health, ocv, soc_topics) take about 12 KB of heap and its state for 64
+packs 2.5 KB (int32 arrays); the hub with a battery block needs about 144 KB here, 64-bit (100 KB without). As
+with the shunt (tests/mpy/test_mpy_shunt.py), a board without PSRAM runs the hub frozen into the firmware,
+where bytecode stays in flash. These tests give the process 160 KB, 200 KB with a shunt too."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from packmon import mpy_hub
+from packmon.sim import ina
+from packmon.sim.model_ring import ModelRing
+
+from hub import ocv
+from tests.mpy.test_mpy_hub import MV, TEMP, ReplayRing, cfg
+
+ok, why = mpy_hub.available()
+pytestmark = pytest.mark.skipif(not ok, reason=why)
+
+P = "packmonitor/bank1"
+
+
+def test_battery_block_on_the_real_runtime(mosquitto, subscriber_factory) -> None:
+    """The estimator inside the hub under `micropython`: without a shunt block SOC stays unknown (empty
+    retained) with one line on P/error; a chemistry the hub does not know is one line too; voltages go on."""
+    for battery, said in (({"enabled": True, "chemistry": "nmc", "capacity_ah": 5, "cells_parallel": 4},
+                           b"no shunt block"),
+                          ({"enabled": True, "chemistry": "lto"}, b"battery.chemistry: 'lto' is not known")):
+        sub = subscriber_factory(mosquitto.port, "packmonitor/#")
+        with mpy_hub.MpyHub(ModelRing(4, mv=list(MV), temp=list(TEMP)), cfg(mosquitto.port, battery=battery),
+                            cycles=4, heap="160k") as hub:
+            assert hub.wait() == 0, "\n".join(hub.lines[-20:])
+        sub.wait_for(lambda s: f"{P}/pack/4/voltage" in s.latest and f"{P}/bank/soc" in s.latest)
+        errors = [m for t, m, _ in sub.messages if t == f"{P}/error"]
+        assert len(errors) == 1 and said in errors[0], errors
+        assert sub.latest[f"{P}/bank/soc"] == b""
+        assert sub.latest[f"{P}/pack/1/voltage"] == b"3.300"
+
+
+def test_64_packs_with_the_estimator(mosquitto) -> None:
+    c = cfg(mosquitto.port, scan_interval_s=1, stale_after_s=5, battery={"enabled": True, "capacity_ah": 100})
+    with mpy_hub.MpyHub(ReplayRing(64), c, heap="160k", cycles=300, nosleep=True) as hub:
+        rc = hub.wait(timeout=900)
+        out = "\n".join(hub.lines[-10:])
+        assert rc == 0, out
+        assert not any("MemoryError" in line for line in hub.lines), out
+        assert "cycle 300 packs 64 fresh 64" in "\n".join(hub.lines[-3:]), out
+
+
+
+def test_soc_resync_with_a_modelled_ina228(mosquitto, subscriber_factory, tmp_path) -> None:
+    """A rest (50 mA through an INA228 model) of rest_s: SOC known from the packs' rest voltages, published per
+    pack and for the bank; before it, unknown (empty retained); health JSON with nulls; state saved."""
+    sub = subscriber_factory(mosquitto.port, f"{P}/#")
+    model = ina.make_model("ina228", 0.0005, lambda t: 0.05, time.monotonic)
+    c = cfg(mosquitto.port, scan_interval_s=0.5, stale_after_s=2, state_file=str(tmp_path / "state.json"),
+            shunt={"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005, "max_current_a": 200},
+            battery={"enabled": True, "chemistry": "nmc", "capacity_ah": 100, "rest_s": 60})
+    with mpy_hub.MpyHub(ModelRing(4, mv=list(MV), temp=list(TEMP)), c, cycles=140, i2c_model=model,
+                        heap="200k") as hub:
+        assert hub.wait(300) == 0, "\n".join(hub.lines[-20:])
+    sub.wait_for(lambda s: s.latest.get(f"{P}/bank/soc", b"") != b"")
+    assert any(t == f"{P}/bank/soc" and m == b"" for t, m, _ in sub.messages)  # unknown before the rest
+    want = [ocv.soc_of(ocv.NMC, mv) for mv in MV]
+    for i, w in enumerate(want):
+        assert abs(float(sub.latest[f"{P}/pack/{i + 1}/soc"]) - w / 100) < 0.05
+    assert abs(float(sub.latest[f"{P}/bank/soc"]) - min(want) / 100) < 0.05
+    assert b'"confidence":0.00' in sub.latest[f"{P}/pack/1/health"]
+    assert '"estimator"' in (tmp_path / "state.json").read_text()
