@@ -392,20 +392,12 @@ class Publisher:
             if t != _NONE:
                 topic = self.topic.clear().s(self.prefix).s(b"/probe/").s(hub.probe_ids[k]).s(b"/temperature")
                 self._pub(topic, self.msg.clear().fixed(t, 1).view(), True)
-        est = getattr(hub, "estimator", None)
-        if est is not None or getattr(hub, "battery_error", ""):
-            self._publish_soc(hub, est)
+        if getattr(hub, "est_step", None) is not None:  # SOC and health: only with a battery block
+            from hub import soc_topics
+
+            soc_topics.publish(self, hub)
         if hub.shunt is not None:
             self._publish_shunt(hub)
-
-    # -- SOC and health (hub/soc.py, hub/health.py) ----------------------------------------------------
-    def _publish_soc(self, hub, est):
-        """<prefix>/bank/soc, pack/<n>/soc, pack/<n>/health, bank/time_to_full, time_to_empty, weakest: see
-        hub/soc_topics.py, imported only with a battery block (the hub's 100 KB heap has no room for code it
-        does not run)."""
-        from hub import soc_topics
-
-        soc_topics.publish(self, hub, est)
 
     def _publish_shunt(self, hub):
         """P/bank/current, P/bank/power, P/bank/energy, P/shunt: in hub/shunt_topics.py, loaded only
