@@ -21,7 +21,7 @@ DEFAULTS = {
     "weak_capacity_pct": 90,
     "weak_resistance_pct": 130,
     "weak_confidence": 0.8,
-    "ocv_sigma_pct": 3,  # how far a generic OCV table may be off mid-curve (half that at the top)
+    "ocv_sigma_pct": 5,  # how far a generic OCV table may be off mid-curve (half that at the top)
     "voltage_error_pct": 0.3,  # the nodes' calibration error
     "restore_max_s": 600,  # a saved SOC is trusted after a reset only if it is younger than this (wall clock)
 }

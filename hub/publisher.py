@@ -163,9 +163,10 @@ class Publisher(Connection):
             elif self.probe_out[k]:
                 self._pub(topic, b"", True)  # a failed reading is unknown: the retained value is deleted
                 self.probe_out[k] = 0
-        est = getattr(hub, "estimator", None)
-        if est is not None or getattr(hub, "battery_error", ""):
-            self._publish_soc(hub, est)
+        if getattr(hub, "est_step", None) is not None:  # SOC and health: only with a battery block
+            from hub import soc_topics
+
+            soc_topics.publish(self, hub)
         if getattr(hub, "shunt", None) is not None:
             self._publish_shunt(hub)
         if getattr(hub, "protect", None) is not None:
@@ -174,15 +175,6 @@ class Publisher(Connection):
             protect_topics.publish(self, hub, now)
         if self.discovery is not None and self.connected:
             self.discovery.step(hub)  # last: this cycle's values are out before any discovery slice
-
-    # -- SOC and health (hub/soc.py, hub/health.py) ----------------------------------------------------
-    def _publish_soc(self, hub, est):
-        """<prefix>/bank/soc, pack/<n>/soc, pack/<n>/health, bank/time_to_full, time_to_empty, weakest: see
-        hub/soc_topics.py, imported only with a battery block (the hub's 100 KB heap has no room for code it
-        does not run)."""
-        from hub import soc_topics
-
-        soc_topics.publish(self, hub, est)
 
     def _publish_shunt(self, hub):
         """P/bank/current, P/bank/power, P/bank/energy, P/shunt: in hub/shunt_topics.py, loaded only

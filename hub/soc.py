@@ -106,7 +106,7 @@ class Estimator:
         self.count_unc = 0  # cq: 1-sigma drift of the count since the last resync (common to all packs)
         self.unc_ma = cap_mah // 500 or 1
         self.thru_div = 10
-        self.ocv_sigma = int(cfg.get("ocv_sigma_pct", 3) * 100)  # 0.01 %: a generic table's error mid-curve
+        self.ocv_sigma = int(cfg.get("ocv_sigma_pct", 5) * 100)  # 0.01 %: a generic table's error mid-curve
         self.cal_ppm = int(cfg.get("voltage_error_pct", 0.3) * 10000)  # the nodes' calibration error
         self.last_sync_s = -1  # count_s at the last bank resync
         self.last_sync_q = 0
@@ -295,13 +295,15 @@ class Estimator:
                 continue
             r = health.r[i]
             v = mv - i_ma * r // 1000000 if r > 0 else mv
-            if kind == _KIND_REST and ocv.slope_of(table, v) < 150:
-                continue  # flat part of the curve (LFP): the voltage resolution cannot place the SOC
+            slope = ocv.slope_of(table, v)  # 0.01 mV per %
+            sv = v * self.cal_ppm // 10000 * 100 // (slope or 1)  # the nodes' voltage error in 0.01 % SOC
+            if kind == _KIND_REST and sv > 300:
+                continue  # flat part of the curve (LFP): the voltage's error is more than 3 % of SOC there
             s = ocv.soc_of(table, v)
             cap = health.capacity_cq(i)
             target = s * (cap // 10000)
             a = self.anchor_soc[i]
-            if a >= 0 and -1500 <= s - a <= 1500:
+            if a >= 0 and -1500 <= s - a <= 1500 and sv <= 200:
                 # the same part of the curve as the last rest point: whatever table error there was is there
                 # again, so the charge counted in between less the OCV's change is the sensor's error
                 errs[ne] = (self.qnet - self.anchor_q[i]) - (s - a) * (cap // 10000)
@@ -311,8 +313,6 @@ class Estimator:
                 # at the top (the charge voltage is 100 %), less mid-curve
                 sc = count_unc_bp
                 tab = self.ocv_sigma // 2 if s >= 9000 else self.ocv_sigma
-                slope = ocv.slope_of(table, v)  # 0.01 mV per %
-                sv = v * self.cal_ppm // 10000 * 10000 // (slope or 1)  # voltage error in 0.01 %
                 so2 = tab * tab + sv * sv
                 sc2 = sc * sc
                 k = sc2 * 1000 // (sc2 + so2) if sc2 + so2 else 1000
@@ -354,7 +354,9 @@ class Estimator:
             if el >= 4 * 3600:
                 err_cq = _median(errs, ne)
                 meas = err_cq * 10 * 1000000 // (el * 1000)  # cq -> mAs, per s -> mA -> uA
-                self.offset_ua += meas * 7 // 10 if self.offset_n else meas
+                off = self.offset_ua + (meas * 7 // 10 if self.offset_n else meas)
+                lim = self.rest_ma * 1000  # a larger offset than the rest threshold is not a sensor's
+                self.offset_ua = lim if off > lim else (-lim if off < -lim else off)
                 self.offset_n += 1
                 self.events += 1
         self.last_sync_s = self.count_s

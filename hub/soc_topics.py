@@ -1,4 +1,4 @@
-# The estimator's topics, published by hub.publisher.Publisher._publish_soc() (this module is imported only
+# The estimator's topics, published by hub.publisher.Publisher.publish_cycle() (this module is imported only
 # with a `battery` block: on a 100 KB heap the hub has no room for code it does not run). Payloads are built
 # in the publisher's preallocated buffers, nothing allocated per cycle.
 #
@@ -40,7 +40,8 @@ def _opt(pub, out, k, topic, v, decimals):
         out[k] = _EMPTY
 
 
-def publish(pub, hub, est):
+def publish(pub, hub):
+    est = hub.estimator
     st = getattr(pub, "soc_state", None)  # kept on the publisher: one per hub
     if st is None:
         st = pub.soc_state = _State(len(pub.fresh_out))

@@ -358,107 +358,18 @@ def bench_shunt(chip, scans=50):
     return t / scans / 1000, a // scans, hub.shunt.current_ma, hub.energy.in_mah
 
 
-class Shunt:
-    ok = True
-    current_ma = -10000
-    dq_mas = -50000
-    dt_ms = 5000
-    coverage_ppm = 1000000
-
-
-def bench_estimator(n, scans=60):
-    """hub.soc.Estimator.update() per scan (coulomb count, steps -> resistance, rest/full checks, outputs,
-    the weakest every 12th scan) and its topics (bank/pack soc, time to full/empty, weakest, and the health
-    JSON every 12th scan)."""
-    gc.collect()
-    f0 = gc.mem_free() if MPY else 0
-    from hub.soc import Estimator
-
-    gc.collect()
-    f1 = gc.mem_free() if MPY else 0
-    clk = Clock()
-    cfg = config.validate({"mqtt": {"host": "h"}, "max_packs": 64,
-                           "battery": {"enabled": True, "capacity_ah": 100}}, False)
-    ring = Ring(ReplayUart(n), 9600, clk, n)
-    bank = Bank(64, 30000)
-    bank.resize(n)
-    gc.collect()
-    f2 = gc.mem_free() if MPY else 0
-    est = Estimator(cfg["battery"], 64)
-    gc.collect()
-    if MPY and n == 16:
-        print("heap: estimator modules %d B, its state for 64 packs %d B" % (f0 - f1, f2 - gc.mem_free()))
-    port = Port()
-    port.clock = clk
-    pub = Publisher(cfg, port)
-    pub.client = null_client()
-    pub.connected = True
-    hub = FakeHub()
-    hub.bank = bank
-    hub.estimator = est
-    hub.battery_error = ""
-    sh = Shunt()
-    td = clk.ticks_diff
-    nodes = ring.scan(n)
-    bank.update(ring.rx, nodes, clk.t)
-    bank.compute(clk.t, td)
-    est.update(clk.t, bank, sh, td)
-    for i in range(n):  # as after a resync: every pack known at 50 %
-        est.known[i] = 1
-        est.q[i] = est.nominal_cq // 2
-    for _k in range(24):  # warm up (the publisher's first round publishes everything)
-        clk.t += 5000
-        bank.update(ring.rx, ring.scan(n), clk.t)
-        est.update(clk.t, bank, sh, td)
-        pub._publish_soc(hub, est)
-    gc.collect()
-    t_est = 0
-    t_pub = 0
-    a_est = 0
-    a_pub = 0
-    for k in range(scans):
-        clk.t += 5000
-        # a current step every other scan (the step path and the resistance update run)
-        sh.current_ma = -20000 if k & 1 else -10000
-        sh.dq_mas = sh.current_ma * 5
-        bank.update(ring.rx, ring.scan(n), clk.t)  # fresh voltages (not measured: the hub's own part)
-        gc.collect()
-        gc.disable()
-        m0 = mem_alloc()
-        t0 = ticks_us()
-        est.update(clk.t, bank, sh, td)
-        t1 = ticks_us()
-        m1 = mem_alloc()
-        pub._publish_soc(hub, est)
-        t2 = ticks_us()
-        m2 = mem_alloc()
-        gc.enable()
-        gc.collect()
-        t_est += ticks_diff(t1, t0)
-        t_pub += ticks_diff(t2, t1)
-        a_est += m1 - m0
-        a_pub += m2 - m1
-    return t_est / scans / 1000, t_pub / scans / 1000, a_est // scans, a_pub // scans
-
-
 print("runtime %s" % sys.implementation.name)
-if "estimator" not in sys.argv:
-    print("packs  decode+model ms  publish ms  decode+model B/scan  publish B/scan  MQTT bytes/scan")
-    for n in (16, 64):
-        tm, tp, am, ap, nb = bench(n)
-        print("%5d  %15.2f  %10.2f  %19d  %14d  %15d" % (n, tm, tp, am, ap, nb))
-    tm, tp, am, ap, nb = bench(64, disc=True)
-    print("%5d  %15.2f  %10.2f  %19d  %14d  %15d  (discovery on, all out; poll() for Home Assistant's status)"
-          % (64, tm, tp, am, ap, nb))
-    configs, nbytes, cycles, worst_ms, module, state, worst_alloc = bench_discovery(64)
-    print("discovery, 64 packs: %d configs, %d bytes, in %d cycles (slowest %.1f ms); heap: module %d B, state %d B, "
-          "%d B allocated (and freed) per config" % (configs, nbytes, cycles, worst_ms, module, state, worst_alloc))
-    print("shunt   read+energy+topics ms/cycle  B/cycle  (8 polls, 1 read, energy, 4 topics; current mA, Ah)")
-    for chip in ("ina228", "ina226"):
-        ts, as_, cur, mah = bench_shunt(chip)
-        print("%s  %31.2f  %7d  (%d mA, %d mAh)" % (chip, ts, as_, cur, mah))
-else:  # a run of its own: the estimator's arrays and the hub's would not both fit the bench's 100 KB heap
-    print("packs  estimator ms  soc/health publish ms  estimator B/scan  soc/health publish B/scan")
-    for n in (16, 64):
-        te, tp, ae, ap = bench_estimator(n)
-        print("%5d  %12.2f  %21.2f  %16d  %25d" % (n, te, tp, ae, ap))
+print("packs  decode+model ms  publish ms  decode+model B/scan  publish B/scan  MQTT bytes/scan")
+for n in (16, 64):
+    tm, tp, am, ap, nb = bench(n)
+    print("%5d  %15.2f  %10.2f  %19d  %14d  %15d" % (n, tm, tp, am, ap, nb))
+tm, tp, am, ap, nb = bench(64, disc=True)
+print("%5d  %15.2f  %10.2f  %19d  %14d  %15d  (discovery on, all out; poll() for Home Assistant's status)"
+      % (64, tm, tp, am, ap, nb))
+configs, nbytes, cycles, worst_ms, module, state, worst_alloc = bench_discovery(64)
+print("discovery, 64 packs: %d configs, %d bytes, in %d cycles (slowest %.1f ms); heap: module %d B, state %d B, "
+      "%d B allocated (and freed) per config" % (configs, nbytes, cycles, worst_ms, module, state, worst_alloc))
+print("shunt   read+energy+topics ms/cycle  B/cycle  (8 polls, 1 read, energy, 4 topics; current mA, Ah)")
+for chip in ("ina228", "ina226"):
+    ts, as_, cur, mah = bench_shunt(chip)
+    print("%s  %31.2f  %7d  (%d mA, %d mAh)" % (chip, ts, as_, cur, mah))

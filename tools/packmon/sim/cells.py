@@ -208,14 +208,20 @@ def _params(spec: BankSpec, height_scale: float, contact_ohm: float):
     if spec.param_set not in PARAM_SETS:
         raise TruthError(f"unknown parameter set {spec.param_set!r}; known: {', '.join(PARAM_SETS)}")
     p = pybamm.ParameterValues(spec.param_set)
+    _CURRENT_SET[0] = spec.param_set
     p["Electrode height [m]"] = p["Electrode height [m]"] * height_scale
     p.update({"Contact resistance [Ohm]": contact_ohm}, check_already_exists=False)
     return p
 
 
-def _model():
+NO_THERMAL = ("Prada2013",)  # parameter sets that ship no thermal parameters: isothermal at 25 degC
+_CURRENT_SET = ["Chen2020"]  # the set _params() last built (one set per process)
+
+
+def _model(param_set: str = "Chen2020"):
     pybamm = _pybamm()
-    return pybamm.lithium_ion.SPMe({"thermal": "lumped", "contact resistance": "true"})
+    thermal = "isothermal" if param_set in NO_THERMAL else "lumped"
+    return pybamm.lithium_ion.SPMe({"thermal": thermal, "contact resistance": "true"})
 
 
 def _solve(p, knots_t, knots_i, t_end, t_out, initial, model=None):
@@ -227,7 +233,7 @@ def _solve(p, knots_t, knots_i, t_end, t_out, initial, model=None):
     lo = p["Lower voltage cut-off [V]"]
     p["Upper voltage cut-off [V]"] = p["Upper voltage cut-off [V]"] + 0.15  # the charger, not the model, limits
     p["Lower voltage cut-off [V]"] = lo - 0.05
-    m = model if model is not None else _model()
+    m = model if model is not None else _model(_CURRENT_SET[0])
     if not isinstance(initial, float):
         m = m.set_initial_conditions_from(initial, inplace=False)
     sim = pybamm.Simulation(m, parameter_values=p, solver=pybamm.IDAKLUSolver(atol=1e-6, rtol=1e-6))
@@ -387,12 +393,13 @@ class _Control:
 
     TAU_S = 1800.0  # the CV taper's time constant (an exponential stands for the CV phase)
 
-    def __init__(self, spec: BankSpec, nominal: float, lo_cut: float) -> None:
-        self.cv = spec.charge_cv_v * spec.packs
+    def __init__(self, spec: BankSpec, nominal: float, lo_cut: float, hi_cut: float = 4.2) -> None:
+        # per pack: the spec's, but never above the parameter set's own upper cut-off (LFP: 3.6 V)
+        self.cv = min(spec.charge_cv_v, hi_cut - 0.05) * spec.packs
         self.tail = spec.tail_c * nominal
         self.rebulk = 0.25 * nominal  # re-bulk after a quarter of a pack (overnight)
         self.lvd = lo_cut + spec.lvd_margin_v
-        self.hvd = spec.high_cutoff_v
+        self.hvd = min(spec.high_cutoff_v, hi_cut + 0.05)
         self.charger = 0  # 0 bulk, 1 taper (CV), 2 done until re-bulk
         self.taper_i = 0.0
         self.taper_t = 0
@@ -462,7 +469,7 @@ def _worker(conn, spec_d: dict, packs: list[tuple[int, float, float]]) -> None:
     pybamm.set_logging_level("ERROR")
     prms = {j: _params(spec, hs, ct) for j, hs, ct in packs}
     state: dict = {j: float(spec.initial_soc) for j, _, _ in packs}
-    model = _model()
+    model = _model(spec.param_set)
     pending: dict = {}
     while True:
         msg = conn.recv()
@@ -553,12 +560,14 @@ def _simulate_bank(spec: BankSpec, packs: list[PackTruth], prof: np.ndarray, day
     v = np.zeros((n, total))
     temp = np.zeros((n, total))
     dis = np.zeros((n, total))  # discharged Ah per cell since the start
-    lo_cut = _params(spec, 1.0, 0.0)["Lower voltage cut-off [V]"]
+    p0 = _params(spec, 1.0, 0.0)
+    lo_cut = p0["Lower voltage cut-off [V]"]
+    hi_cut = p0["Upper voltage cut-off [V]"]
     events: list[str] = []
     dis0 = np.zeros(n)
     pool = _Pool(spec, packs, jobs)
     try:
-        return _days(spec, packs, prof, cur, skew, v, temp, dis, dis0, lo_cut, nominal, events, pool, log)
+        return _days(spec, packs, prof, cur, skew, v, temp, dis, dis0, (lo_cut, hi_cut), nominal, events, pool, log)
     finally:
         pool.close()
 
@@ -567,7 +576,7 @@ def _days(spec, packs, prof, cur, skew, v, temp, dis, dis0, lo_cut, nominal, eve
     n = spec.packs
     per_day = int(86400 / GRID_S)
     total = len(prof)
-    ctl = _Control(spec, nominal, lo_cut)
+    ctl = _Control(spec, nominal, lo_cut[0], lo_cut[1])
     k0 = 0
     solves = 0
     while k0 < total:
