@@ -347,9 +347,10 @@ class ClockedHop:
     def sof_span(self, recv_t: float, nominal: int, rng: random.Random) -> tuple[bool, int]:
         """What the firmware measures on a SOF: 12 bit times in its Timer0 counts (nominal counts per
         12 own bit periods), each of the four edge times read to about a count; and whether the edge
-        pattern passed its check (each edge within 1/8 bit of where the measured period puts it)."""
+        pattern passed its check (rising edges 2, 5, 7 bits and falling edges 2, 5 bits apart within 1/8
+        bit of the measured period, each falling edge between its two rising neighbours)."""
         ratio = self.send_t / recv_t
-        if abs(ratio - 1) > 0.125 or abs(self.rise - self.fall) > 0.3 * self.send_t:
+        if abs(ratio - 1) > 0.125 or abs(self.rise - self.fall) > 0.75 * self.send_t:
             return False, 0
         span = nominal * ratio + sum(rng.uniform(-1.0, 1.0) for _ in range(4))
         return True, round(span)

@@ -34,8 +34,8 @@ HARNESS = HARNESS_DIR / "build" / "ring_harness"
 F_CPU = 8000000  # the bare ATtiny85 image; 16500000 runs the Digispark image (same sources, F_CPU-derived timing)
 
 
-def elf_for(f_cpu: int = F_CPU) -> Path:
-    return FW_DIR / "build" / f"sim-{int(f_cpu)}" / "node.elf"
+def elf_for(f_cpu: int = F_CPU, trim: bool = True) -> Path:
+    return FW_DIR / "build" / f"sim-{int(f_cpu)}{'' if trim else '-notrim'}" / "node.elf"
 
 
 INSTALL = "apt-get install gcc-avr binutils-avr avr-libc simavr libsimavr-dev libelf-dev make gcc"
@@ -65,9 +65,9 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def build(f_cpu: int = F_CPU) -> None:
+def build(f_cpu: int = F_CPU, trim: bool = True) -> None:
     """Build the simulation image of the firmware for f_cpu and the harness (quick when up to date)."""
-    for args in (["make", "-s", "-C", str(FW_DIR), "SIM=1", f"F_CPU={int(f_cpu)}"],
+    for args in (["make", "-s", "-C", str(FW_DIR), "SIM=1", f"F_CPU={int(f_cpu)}", f"TRIM={int(trim)}"],
                  ["make", "-s", "-C", str(HARNESS_DIR)]):
         r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode != 0:
@@ -171,17 +171,19 @@ class SimavrRing:
 
     def __init__(self, n: int, mv: list[int] | int = 3300, temp: list[int] | int = 250, baud: int = 9600,
                  ber: float = 0.0, seed: int = 1, f_cpu: int = F_CPU, clocks: ClockSpread | None = None,
-                 src_hz: int | None = None, osccal0: int | None = None) -> None:
+                 src_hz: int | None = None, osccal0: int | None = None, trim: bool = True) -> None:
         """clocks: each node's factory clock error, OSCCAL slope and each hop's coupler delays
         (sim/clocks.py); src_hz: the clock source before CLKPR (16500000 for the Digispark image built
-        at F_CPU=8250000, which halves it at start); osccal0: the OSCCAL value the chips load at reset."""
+        at F_CPU=8250000, which halves it at start); osccal0: the OSCCAL value the chips load at reset;
+        trim=False runs the image built without the clock trim (make TRIM=0)."""
         if baud != 9600:
             raise ValueError("the firmware image is built for 9600 baud")
         ok, why = available()
         if not ok:
             raise RuntimeError(f"simavr ring unavailable: {why}")
-        build(f_cpu)
+        build(f_cpu, trim)
         self.f_cpu = int(f_cpu)
+        self.trim = trim
         self.baud = baud
         self.ber = ber
         self._broken = False
@@ -193,7 +195,7 @@ class SimavrRing:
         src = int(src_hz or f_cpu)
         cal = osccal0 if osccal0 is not None else default_osccal(src)
         self.proc = subprocess.Popen(
-            [str(HARNESS), str(elf_for(f_cpu)), str(n), str(int(f_cpu)), str(src), str(cal)],
+            [str(HARNESS), str(elf_for(f_cpu, trim)), str(n), str(int(f_cpu)), str(src), str(cal)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
         )
         line = self._readline()
@@ -206,7 +208,7 @@ class SimavrRing:
         mvs = mv if isinstance(mv, list) else [mv] * n
         temps = temp if isinstance(temp, list) else [temp] * n
         self.clocks = clocks
-        syms = fifo_symbols(elf_for(f_cpu))
+        syms = fifo_symbols(elf_for(f_cpu, trim))
         if syms:
             self._cmd(f"FIFO {syms[0]} {syms[1]} {syms[2]}")
         if clocks is not None:
@@ -336,6 +338,16 @@ class SimavrRing:
             _, hz, osccal, writes, step, clkps = self._readline().split()
             out.append(NodeClock(float(hz), int(osccal), int(writes), int(float(step)) / 1e6, int(clkps)))
         return out, int(head[2])
+
+    def wires(self) -> list[bytes]:
+        """The bytes each node transmitted during the last exchange, in ring order (a byte with a low
+        stop bit appears inverted)."""
+        head = self._cmd("WIRES")
+        logs = {}
+        for _ in range(int(head.split()[1])):
+            f = self._readline().split()
+            logs[int(f[0])] = bytes.fromhex(f[1]) if len(f) > 1 else b""
+        return [logs[p] for p in self._active]
 
     def fifo_hwm(self) -> list[int]:
         """Each node's TX FIFO high-water mark (bytes waiting) since the last call, physical order."""

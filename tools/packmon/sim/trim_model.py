@@ -6,10 +6,15 @@ times), 12 bit times in all, in Timer0 counts (8 CPU cycles). Same-type edges on
 rise/fall skew cancels. NOMINAL_SPAN counts mean the upstream clock and the node's agree.
 
 * Acquisition (after a reset, or when the lock is lost): every clean measurement moves OSCCAL at once
-  by the whole error (as many LSBs as the typical slope says), before the node forwards the SOF, in
-  writes of at most MAX_WRITE_LSB each (the datasheet's 2 % per change).
-* Lock: a frame whose CRC the node found good, measured within 1.5 LSB of its clock (so the correction
-  was at most one LSB).
+  by the whole error, before the node forwards the SOF, in writes of at most ~2 % each (the
+  datasheet's limit per change). How many LSBs: the typical curve is close to a straight line in each
+  range, f = a (1 + c / K) with K = 69 (low range) or 106 (upper range), so one LSB at c changes the
+  frequency by 1 / (c + K) of itself whatever the chip's own scale a; the clock must change by
+  -err / (nominal + err), so steps = err (c + K) / (nominal + err).
+* Lock: LOCK_AFTER frames in a row whose CRC the node found good, each measured within 1.5 LSB of its
+  clock (so the correction was at most one LSB). Two, not one: after power-on the nodes upstream may
+  still be settling (each follows its own upstream neighbour), and a node locked too early would then
+  see its upstream move by more than tracking follows.
 * Tracking (locked): only at the end of a frame with a good CRC, one LSB towards the upstream clock if
   its SOF measured more than TRACK_BAND off. A frame with a bad CRC never moves the trim.
 * Lock loss: LOSE_AFTER consecutive bad frames whose SOFs all measured more than 2 LSB off in the same
@@ -23,9 +28,10 @@ from dataclasses import dataclass
 TICK_COUNTS_8MHZ = 26
 SPAN_BITS = 12
 LSB_PPM = 7100  # the typical slope near 8 MHz (low range); a chip's own may differ by +-30 %
-MAX_WRITE_LSB = 2  # ~1.4 % per OSCCAL write, under the datasheet's 2 %
+K_LOW, K_HIGH = 69, 106  # the curve's 1/slope in LSBs: a relative step is 1 / (c + K)
 LOSE_AFTER = 8
-PLAUSIBLE = 8  # a measurement more than 1/8 (12.5 %) off is not a SOF from a node of this ring
+LOCK_AFTER = 2
+PLAUSIBLE = 6  # a measurement more than 1/6 (17 %) off is not a SOF from a node of this ring
 
 STATE_LOCKED = 0x01
 STATE_LIMIT = 0x02  # OSCCAL is at the end of its range and the clock is still off: out of trim range
@@ -52,6 +58,7 @@ class Trim:
     steps: int = 0  # OSCCAL writes, mod 256
     off_run: int = 0
     off_sign: int = 0
+    near_run: int = 0
 
     @property
     def nominal(self) -> int:
@@ -66,14 +73,15 @@ class Trim:
         return (self.lsb * 2 + 2) // 3  # tracking dead band: 2/3 LSB
 
     def _move(self, lsbs: int) -> None:
-        """OSCCAL by lsbs (negative: slower) within its range (bit 7 kept), at most MAX_WRITE_LSB a write."""
+        """OSCCAL down by lsbs (negative: up) within its range (bit 7 kept), at most ~2 % a write."""
         base = self.osccal & 0x80
         cal = self.osccal & 0x7F
         target = cal - lsbs
         self.limit = target < 0 or target > 127
         target = min(127, max(0, target))
         while cal != target:
-            d = max(-MAX_WRITE_LSB, min(MAX_WRITE_LSB, target - cal))
+            most = 2 if cal + (K_HIGH if base else K_LOW) >= 110 else 1  # 2 LSB are under 2 % from c = 41 up
+            d = max(-most, min(most, target - cal))
             cal += d
             self.osccal = base | cal
             self.steps = (self.steps + 1) & 0xFF
@@ -89,7 +97,8 @@ class Trim:
         self.measured = True
         self.clean = (self.clean + 1) & 0xFF
         if not self.locked:
-            self._move(_round_div(err, self.lsb))
+            k = K_HIGH if self.osccal & 0x80 else K_LOW
+            self._move(_round_div(err * ((self.osccal & 0x7F) + k), self.nominal + err))
 
     def frame_end(self, good: bool) -> None:
         err = self.pending
@@ -100,7 +109,11 @@ class Trim:
                 return
             if not self.locked:
                 if abs(err) * 2 <= self.lsb * 3:
-                    self.locked = True
+                    self.near_run += 1
+                    if self.near_run >= LOCK_AFTER:
+                        self.locked = True
+                else:
+                    self.near_run = 0
             elif err > self.band:
                 self._move(1)
             elif err < -self.band:
@@ -108,6 +121,7 @@ class Trim:
             else:
                 self.limit = False
             return
+        self.near_run = 0
         if err is not None and self.locked and abs(err) > 2 * self.lsb:
             sign = 1 if err > 0 else -1
             self.off_run = self.off_run + 1 if sign == self.off_sign else 1
