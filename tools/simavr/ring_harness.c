@@ -237,6 +237,7 @@ static void osccal_write(struct avr_t *avr, avr_io_addr_t addr, uint8_t v, void 
     }
     c->osccal = v;
     c->osccal_writes++;
+    if (getenv("OSCDBG")) fprintf(stderr, "W k=%d v=%u at %.3f bits\n", k, v, (double)(time_of(k, avr->cycle) - tx_start) / SUB / bit_cycles);
     clk_update(k);
 }
 
@@ -852,6 +853,13 @@ int main(int argc, char **argv)
             for (int k = 0; k < n_nodes; k++) {
                 printf(" %u", fifo_hwm[k]);
                 fifo_hwm[k] = 0;
+            }
+            printf("\n");
+        } else if (!strcmp(cmd, "PEEK") && sscanf(line, "%*s %d %lf %lf", &i, &x, &y) == 3 && i >= 0 &&
+                   i < n_nodes && x >= 0 && y > 0 && x + y <= 0x260) {
+            printf("PEEK"); /* PEEK i addr len: node i's data space, for debugging */
+            for (int j = 0; j < (int)y; j++) {
+                printf(" %02x", core[i]->data[(int)x + j]);
             }
             printf("\n");
         } else if (!strcmp(cmd, "FREQ")) {
