@@ -81,6 +81,6 @@
 #endif
 
 #define FW_MAJOR 1
-#define FW_MINOR 0
+#define FW_MINOR 1
 
 #endif

@@ -6,8 +6,8 @@ times), 12 bit times in all, in Timer0 counts (8 CPU cycles). Same-type edges on
 rise/fall skew cancels. NOMINAL_SPAN counts mean the upstream clock and the node's agree.
 
 * Acquisition (after a reset, or when the lock is lost): every clean measurement moves OSCCAL at once
-  by the whole error, before the node forwards the SOF, in writes of at most ~2 % each (the
-  datasheet's limit per change). How many LSBs: the typical curve is close to a straight line in each
+  by the whole error, before the node forwards the SOF, one LSB a write (at most ~1.5 %, under the
+  datasheet's 2 % per change). How many LSBs: the typical curve is close to a straight line in each
   range, f = a (1 + c / K) with K = 69 (low range) or 106 (upper range), so one LSB at c changes the
   frequency by 1 / (c + K) of itself whatever the chip's own scale a; the clock must change by
   -err / (nominal + err), so steps = err (c + K) / (nominal + err).
@@ -31,7 +31,7 @@ LSB_PPM = 7100  # the typical slope near 8 MHz (low range); a chip's own may dif
 K_LOW, K_HIGH = 69, 106  # the curve's 1/slope in LSBs: a relative step is 1 / (c + K)
 LOSE_AFTER = 8
 LOCK_AFTER = 2
-PLAUSIBLE = 6  # a measurement more than 1/6 (17 %) off is not a SOF from a node of this ring
+PLAUSIBLE = 8  # a measurement more than 1/8 (12.5 %) off is not a SOF from a node of this ring
 
 STATE_LOCKED = 0x01
 STATE_LIMIT = 0x02  # OSCCAL is at the end of its range and the clock is still off: out of trim range
@@ -55,7 +55,8 @@ class Trim:
     pending: int | None = None  # error (counts) of this frame's SOF, if it was clean
     last_err: int = 0
     clean: int = 0  # clean measurements, mod 256
-    steps: int = 0  # OSCCAL writes, mod 256
+    steps: int = 0  # OSCCAL LSBs moved, mod 256
+    err01: int = 0  # the last clean measurement in 0.1 %
     off_run: int = 0
     off_sign: int = 0
     near_run: int = 0
@@ -73,27 +74,26 @@ class Trim:
         return (self.lsb * 2 + 2) // 3  # tracking dead band: 2/3 LSB
 
     def _move(self, lsbs: int) -> None:
-        """OSCCAL down by lsbs (negative: up) within its range (bit 7 kept), at most ~2 % a write."""
+        """OSCCAL target down by lsbs (negative: up) within its range (bit 7 kept); the firmware walks
+        there one LSB a write (at most ~1.5 %, under the datasheet's 2 %)."""
         base = self.osccal & 0x80
         cal = self.osccal & 0x7F
         target = cal - lsbs
         self.limit = target < 0 or target > 127
         target = min(127, max(0, target))
-        while cal != target:
-            most = 2 if cal + (K_HIGH if base else K_LOW) >= 110 else 1  # 2 LSB are under 2 % from c = 41 up
-            d = max(-most, min(most, target - cal))
-            cal += d
-            self.osccal = base | cal
-            self.steps = (self.steps + 1) & 0xFF
+        self.steps = (self.steps + abs(target - cal)) & 0xFF
+        self.osccal = base | target
 
     def sof(self, span: int) -> None:
         """A SOF was measured: span counts over 12 of its bit times. Called before the node forwards."""
         err = span - self.nominal
         self.pending = None
-        if abs(err) * PLAUSIBLE > self.nominal:
+        if abs(err) > self.nominal // PLAUSIBLE:
             return
         self.pending = err
         self.last_err = err
+        m01 = (abs(err) * (64000 // self.nominal) + 32) >> 6
+        self.err01 = -m01 if err < 0 else m01
         self.measured = True
         self.clean = (self.clean + 1) & 0xFF
         if not self.locked:
