@@ -132,6 +132,13 @@ class Trim:
         else:
             self.off_run = 0
 
+    def init(self, osccal: int, stored: int) -> None:
+        """trim_init: start from the stored EEPROM value when it is sane (same range, within 40 LSB)."""
+        self.__init__(osccal, osccal, self.tick_counts)  # type: ignore[misc]
+        if stored != 0xFF and (stored & 0x80) == (osccal & 0x80) and abs(stored - osccal) <= 40:
+            self.osccal = stored
+            self.from_eeprom = True
+
     def state(self) -> int:
         return ((STATE_LOCKED if self.locked else 0) | (STATE_LIMIT if self.limit else 0)
                 | (STATE_EEPROM if self.from_eeprom else 0) | (STATE_MEASURED if self.measured else 0))
