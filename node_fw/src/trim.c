@@ -60,9 +60,12 @@ uint8_t trim_sof(trim_t *t, uint16_t span)
         return 0;
     }
     t->pending = err;
-    /* 0.1 %: mag * 1000 / NOMINAL (at most 125: mag is at most NOMINAL / 8), as a multiply and a shift */
-    uint8_t m01 = (uint8_t)((mag * (uint16_t)(64000UL / (uint16_t)TRIM_NOMINAL) + 32) >> 6);
-    t->err01 = (int8_t)(err < 0 ? -m01 : m01);
+    /* 0.1 %: mag * 1000 / NOMINAL as a multiply and a shift, clamped to +-12.7 % */
+    uint16_t m01 = (uint16_t)((mag * (uint16_t)(64000UL / (uint16_t)TRIM_NOMINAL) + 32) >> 6);
+    if (m01 > 127) {
+        m01 = 127;
+    }
+    t->err01 = (int8_t)(err < 0 ? -(int16_t)m01 : (int16_t)m01);
     t->state |= TRIM_MEASURED;
     t->clean++;
     if (t->state & TRIM_LOCKED) {

@@ -19,7 +19,7 @@
 #define TRIM_K_HIGH 106
 #define TRIM_LOSE_AFTER 8  /* bad frames in a row, all measured > 2 LSB off the same way: lock lost */
 #define TRIM_LOCK_AFTER 2  /* good frames in a row within 1.5 LSB: locked */
-#define TRIM_PLAUSIBLE 8   /* a SOF more than 1/8 off is not from a node of this ring */
+#define TRIM_PLAUSIBLE 4   /* a SOF more than 1/4 off is not from a node of this ring */
 #define TRIM_NONE INT16_MIN
 /* Timer0 counts over 12 bit times at the node's own nominal rate: 1248 at 8 MHz (board.h) */
 #define TRIM_NOMINAL ((int16_t)(TRIM_SPAN_BITS * TICKS_PER_BIT * TICK_COUNTS))

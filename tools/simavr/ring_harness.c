@@ -817,11 +817,17 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(cmd, "CLOCK") && sscanf(line, "%*s %d %lf %lf", &i, &x, &y) >= 2 && i >= 0 &&
                    i < n_nodes) {
-            /* CLOCK i err_ppm [slope]: node i's factory error (at its reset OSCCAL, 3 V, 25 C) and its
-             * OSCCAL slope relative to the typical curve */
+            /* CLOCK i err_ppm [slope [osccal0]]: node i's factory error (at its reset OSCCAL, 3 V, 25 C),
+             * its OSCCAL slope relative to the typical curve, its reset OSCCAL */
             clk[i].err = x * 1e-6;
             if (sscanf(line, "%*s %*d %*f %lf", &y) == 1 && y > 0.1 && y < 10) {
                 clk[i].slope = y;
+            }
+            int cal;
+            if (sscanf(line, "%*s %*d %*f %*f %i", &cal) == 1 && cal >= 0 && cal <= 255) {
+                /* this chip's reset OSCCAL (its factory value); the node restarts to load it */
+                clk[i].osccal0 = (uint8_t)cal;
+                reset_node(i, CAUSE_POR);
             }
             clk_update(i);
             printf("OK\n");

@@ -350,7 +350,7 @@ class ClockedHop:
         pattern passed its check (rising edges 2, 5, 7 bits and falling edges 2, 5 bits apart within 1/8
         bit of the measured period, each falling edge between its two rising neighbours)."""
         ratio = self.send_t / recv_t
-        if abs(ratio - 1) > 0.125 or abs(self.rise - self.fall) > 0.75 * self.send_t:
+        if abs(ratio - 1) > 0.25 or abs(self.rise - self.fall) > 0.75 * self.send_t:
             return False, 0
         span = nominal * ratio + sum(rng.uniform(-1.0, 1.0) for _ in range(4))
         return True, round(span)

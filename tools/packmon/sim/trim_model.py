@@ -31,7 +31,7 @@ LSB_PPM = 7100  # the typical slope near 8 MHz (low range); a chip's own may dif
 K_LOW, K_HIGH = 69, 106  # the curve's 1/slope in LSBs: a relative step is 1 / (c + K)
 LOSE_AFTER = 8
 LOCK_AFTER = 2
-PLAUSIBLE = 8  # a measurement more than 1/8 (12.5 %) off is not a SOF from a node of this ring
+PLAUSIBLE = 4  # a measurement more than 1/4 off is not a SOF from a node of this ring
 
 STATE_LOCKED = 0x01
 STATE_LIMIT = 0x02  # OSCCAL is at the end of its range and the clock is still off: out of trim range
@@ -92,7 +92,7 @@ class Trim:
             return
         self.pending = err
         self.last_err = err
-        m01 = (abs(err) * (64000 // self.nominal) + 32) >> 6
+        m01 = min(127, (abs(err) * (64000 // self.nominal) + 32) >> 6)
         self.err01 = -m01 if err < 0 else m01
         self.measured = True
         self.clean = (self.clean + 1) & 0xFF
