@@ -158,13 +158,13 @@ int main(void)
     osccal_walk(node.trim.osccal);
 #endif
 
-    DDRB |= (1 << LED_PIN) | (1 << NTC_SUPPLY_PIN);
+    DDRB |= (1 << LED_PIN); /* PB3 (NTC supply) is an output only while the NTC is measured (adc.c) */
     /* Idle current: the node sleeps most of the time, so switch off what it never uses. The analog
-     * comparator (on by default); Timer1 and the USI clocks; PB4's digital input buffer, which sits at
-     * mid-rail with a TMP36 or NTC on it (or floats without one) and then draws current. */
+     * comparator (on by default); Timer1 and the USI clocks; PB4's and PB3's digital input buffers,
+     * which sit at mid-rail with a TMP36 or NTC on them (or float without one) and then draw current. */
     ACSR = (1 << ACD);
     PRR = (1 << PRTIM1) | (1 << PRUSI);
-    DIDR0 = (1 << ADC2D);
+    DIDR0 = (1 << ADC2D) | (1 << ADC3D); /* PB3 too: an input that may sit mid-rail or float */
     softuart_init();
     proto_reset();
     wdt_enable(WDTO_1S);
