@@ -83,6 +83,8 @@ class Engine:
         if self.kind == "simavr":
             self._corrupted += hop_damage(frame, self.eng.wires(), cmd)  # type: ignore[attr-defined]
         err = codec.check(ex.rx, len(ex.rx))
+        if err == codec.ERR_RING_FAULT:
+            return f"ring_fault@{codec.status_of(ex.rx) & codec.FAULT_MASK}"  # the node that saw the bad CRC
         if err != codec.OK:
             return codec.ERROR_NAMES[err] if 0 <= err < len(codec.ERROR_NAMES) else str(err)
         d = codec.decode(ex.rx)
