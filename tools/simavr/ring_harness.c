@@ -23,6 +23,16 @@
  *                   runs from the first start bit sent to the last stop bit received (or to the end of
  *                   TX), and hops lists the bytes on every wire of the ring during this TX: the hub's
  *                   TX, then each node's TX in ring order ("17,17,17"; removed nodes left out)
+ *   CLOCK i ppm [slope [osccal0]]  node i's clock error at its reset OSCCAL (3 V, 25 C), its OSCCAL
+ *                   slope against the typical curve, its reset OSCCAL (the node restarts to load it)
+ *   DRIFT kv kt     the clocks' drift in ppm per volt above 3 V and per degree C above 25 C
+ *   TEMPC i degC    node i's die temperature (for the drift)
+ *   EDGE hop rise_us fall_us  the coupler delays of a hop (0: the hub's TX into the first node;
+ *                   k: node k-1's TX, 0-based k-1, into the next node or the hub)
+ *   FREQ            "FREQ n swallowed" then per node "i hz osccal osccal_writes max_step_ppm clkps"
+ *   FIFO size head tail  data addresses of the firmware's TX FIFO indices; HWM: each node's high-water
+ *                   mark since the last HWM
+ *   PEEK i addr n   n bytes of node i's data space
  *   STATS           "STATS n" then per node "i cycles sleep_cycles bytes_out framing_out active led"
  *                   (cycles simulated while in the ring and those asleep (cpu_Sleeping), since the
  *                   harness started; bytes_out and framing_out
@@ -40,8 +50,10 @@
 #include <simavr/sim_avr.h>
 #include <simavr/sim_elf.h>
 
-/* usage: ring_harness node.elf N [f_cpu]: f_cpu (Hz) overrides the ELF's clock (the firmware carries
- * no .mmcu section, so without it the cores run at 8 MHz), e.g. 16500000 for the Digispark build. */
+/* usage: ring_harness node.elf N [f_cpu [src_hz [osccal0]]]: f_cpu (Hz) is the image's nominal clock
+ * (the firmware carries no .mmcu section, so without it 8 MHz), against which the hub's baud is timed;
+ * src_hz the clock source before CLKPR (16500000 for the Digispark image built at 8250000, which
+ * halves it at start); osccal0 the OSCCAL value the chips load at reset (default 0x48). */
 
 #define MAX_NODES 64
 #define BAUD 9600
