@@ -274,7 +274,7 @@ def target_run(kind: str, n: int, scans: int, trim: bool, spread: float = 0.08, 
 def targets(kind: str, sizes: list[int], scans: int, seed: int, out: Callable[[str], None] = print) -> dict:
     out(f"\n{kind}: targets. Factory errors uniform in +-8 %, OSCCAL slopes 1 +- 20 %, coupler skew 20 us; pack "
         "voltages ramp 3.0-4.2 V at 2.4 mV a scan (full swing in 500 scans), temperatures 15-35 degC at "
-        "0.13 degC a scan; node N/2 reset halfway")
+        "0.13 degC a scan (simavr: applied every 10 scans); node N/2 reset halfway")
     out(f"{'packs':>5} {'trim':>5} {'scans':>6} | {'lost at power-on':>16} {'lost after':>10} "
         f"{'lost after reset':>16} | {'bytes bad':>9} {'FIFO hwm':>8} {'wall s':>7}  reasons")
     results = {}

@@ -1,6 +1,7 @@
 """`packmon flash-node`: build the node firmware (make -C node_fw, showing its size against the budget)
 and flash it: a bare ATtiny85 with avrdude and a USBasp (--fuses once for a new chip), or a Digispark
-with micronucleus (built for half its 16.5 MHz clock: the image sets CLKPR at start). Every command line is shown before it runs."""
+with micronucleus (built for half its 16.5 MHz clock: the image sets CLKPR at start). Every command line
+is shown before it runs."""
 
 from __future__ import annotations
 
