@@ -268,10 +268,28 @@ ISR(PCINT0_vect)
     }
 }
 
+/* The TX level for this tick, decided by the previous one (bit 7: drive, bit 0: level) */
+static uint8_t tx_out;
+
 ISR(TIM0_COMPA_vect)
 {
     /* RX first: its sample time matters most */
     uint8_t level = PINB & (1 << RX_PIN);
+    /* Then the TX edge, decided one tick ahead, at a fixed timer count after the tick (TX_EDGE_COUNTS):
+     * the interrupt's entry is late by however long the main loop had interrupts off (its sleep check,
+     * up to ~30 cycles), and downstream nodes trim their clocks to these edges. A SOF whose last
+     * rising edge came 20 cycles late read as a 0.3 % slower clock in simavr, and the ring slowed down
+     * by that at every hop. */
+    if (tx_out) {
+        while (TCNT0 < TX_EDGE_COUNTS) {
+        }
+        if (tx_out & 1) {
+            PORTB |= (1 << TX_PIN);
+        } else {
+            PORTB &= (uint8_t)~(1 << TX_PIN);
+        }
+        tx_out = 0;
+    }
     if (!rx_active) {
         if (!level) {
             rx_active = 1;
@@ -310,15 +328,11 @@ ISR(TIM0_COMPA_vect)
     } else if (tx_busy) {
         tx_phase = TICKS_PER_BIT - 1;
         if (tx_bit < 8) {
-            if (tx_shift & 1) {
-                PORTB |= (1 << TX_PIN);
-            } else {
-                PORTB &= (uint8_t)~(1 << TX_PIN);
-            }
+            tx_out = (uint8_t)(0x80 | (tx_shift & 1));
             tx_shift >>= 1;
             tx_bit++;
         } else if (tx_bit == 8) {
-            PORTB |= (1 << TX_PIN); /* stop bit */
+            tx_out = 0x81; /* stop bit */
             tx_bit = 9;
         } else {
             tx_busy = 0; /* stop bit done; the next byte can start on this very tick */
@@ -328,7 +342,7 @@ ISR(TIM0_COMPA_vect)
     if (!tx_busy && !tx_phase && tx_head != tx_tail) {
         tx_shift = tx_fifo[tx_head];
         tx_head = (uint8_t)((tx_head + 1) % TX_FIFO_SIZE);
-        PORTB &= (uint8_t)~(1 << TX_PIN); /* start bit */
+        tx_out = 0x80; /* start bit, on the next tick */
         tx_bit = 0;
         tx_busy = 1;
         tx_phase = TICKS_PER_BIT - 1;
