@@ -243,13 +243,16 @@ def test_sixteen_nodes_scan_in_linear_time() -> None:
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())["frames"]
 DEFAULT_SETTINGS = {"vref": 11000, "temp_offset": 0, "sensor": 0, "flags": 0, "reserved": 0}
 CAL_SETTINGS = {"vref": 11012, "temp_offset": -15, "sensor": 0, "flags": 1, "reserved": 0}
-COMMON = {"fw": [1, 0], "reset_cause": 1, "uptime": 0, "identify": False}
+COMMON = {"fw": [1, 1], "reset_cause": 1, "uptime": 0, "identify": False}
 FRESH = {"address": 0, "flags": 6, "bad": 0, "scans": 0, "settings": DEFAULT_SETTINGS, **COMMON}
 CALIBRATED = {"address": 1, "flags": 0, "bad": 0, "scans": 7, "settings": CAL_SETTINGS, **COMMON}
 
 
 def family(vec: dict) -> str | None:
-    g = {k: v for k, v in vec["node"]["given"].items() if k not in ("mv", "temp")}
+    # the clock trim's state depends on the simulated chip, not on the frames: CLOCK answers are left out
+    if bytes.fromhex(vec["hex"])[1:2] == bytes([codec.CMD_CLOCK]):
+        return None
+    g = {k: v for k, v in vec["node"]["given"].items() if k not in ("mv", "temp", "clock")}
     return "fresh" if g == FRESH else "calibrated" if g == CALIBRATED else None
 
 
@@ -294,6 +297,7 @@ def setup_state(eng, fam: str) -> tuple[int, int]:
 
 def model_of(given: dict, mv: int, temp: int) -> NodeModel:
     d = dict(given, mv=mv, temp=temp)
+    d.pop("clock", None)
     d["settings"] = Settings(**d["settings"])
     d["fw"] = tuple(d["fw"])
     return NodeModel(NodeState(**d))
