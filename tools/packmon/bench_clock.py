@@ -207,12 +207,14 @@ class TargetResult:
 
 
 def target_run(kind: str, n: int, scans: int, trim: bool, spread: float = 0.08, seed: int = 1,
-               ramp_scans: int = 500, skew_us: float = 20.0) -> TargetResult:
+               ramp_scans: int = 500, skew_us: float = 20.0, hub_skew_us: float | None = None) -> TargetResult:
     """Factory errors uniform in +-spread; each pack's voltage ramps 3.0 -> 4.2 -> 3.0 V over 2*ramp_scans
     scans (its own phase), its temperature 15 -> 35 -> 15 degC over 3*ramp_scans; node n/2 is reset
     halfway through."""
     rng = random.Random(seed)
     clocks = ClockSpread.random(n, spread, skew_us=skew_us, seed=seed)
+    if hub_skew_us is not None:  # the last hop, into the hub's receiver, with its own coupler
+        clocks.rise_us[n] = clocks.fall_us[n] + hub_skew_us
     phase_v = [rng.random() for _ in range(n)]
     phase_t = [rng.random() for _ in range(n)]
 
