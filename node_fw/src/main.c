@@ -208,13 +208,11 @@ int main(void)
 
 #ifndef NO_TRIM
         if (node.frame_end) {
-            /* tracking: a good frame may move the trim by one LSB; a bad one never moves it */
-            uint8_t s = SREG;
-            cli();
+            /* tracking: a good frame may move the trim by one LSB; a bad one never moves it (interrupts
+             * stay on: the frame's last bytes are still going out, and only the main loop touches the trim) */
             if (trim_frame_end(&node.trim, node.frame_end == 1)) {
                 osccal_walk(node.trim.osccal);
             }
-            SREG = s;
             node.frame_end = 0;
             if (node.trim.state & TRIM_LIMIT) {
                 node.flags |= FLAG_CLOCK_FAULT;
