@@ -18,6 +18,7 @@ CMD_INFO = const(0x03)
 CMD_READ = const(0x04)
 CMD_WRITE = const(0x05)
 CMD_IDENTIFY = const(0x06)
+CMD_CLOCK = const(0x07)  # firmware 1.1: the node's clock trim (docs/protocol.md 3.4)
 MAX_SLOTS = const(64)
 SLOT_SIZE = const(8)
 HEADER_SIZE = const(5)  # SOF CMD SEQ ADDR CNT
@@ -36,6 +37,7 @@ FLAG_RESET_BROWNOUT = const(0x08)
 FLAG_RESET_WATCHDOG = const(0x10)
 FLAG_RX_ERROR = const(0x20)
 FLAG_VOLTAGE_FAULT = const(0x40)
+FLAG_CLOCK_FAULT = const(0x80)
 FLAG_NAMES = (
     "sensor_fault",
     "not_calibrated",
@@ -44,10 +46,16 @@ FLAG_NAMES = (
     "reset_watchdog",
     "rx_error",
     "voltage_fault",
-    "reserved",
+    "clock_fault",
 )
 
-CMD_NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY"}
+CMD_NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY", 7: "CLOCK"}
+# CLOCK record state bits
+CLOCK_LOCKED = const(0x01)
+CLOCK_LIMIT = const(0x02)
+CLOCK_EEPROM = const(0x04)
+CLOCK_MEASURED = const(0x08)
+CLOCK_OFF = const(0x10)
 
 # Check results. 0 is a good frame; the names are the ones docs/protocol.md and the vectors use.
 OK = const(0)
@@ -192,7 +200,7 @@ def check(buf, n):
     if crc16(buf, 1, n) != 0:
         return ERR_BAD_CRC
     cmd = buf[1]
-    if cmd < CMD_ENUMERATE or cmd > CMD_IDENTIFY:
+    if cmd < CMD_ENUMERATE or cmd > CMD_CLOCK:
         return ERR_UNKNOWN_COMMAND
     end = HEADER_SIZE + SLOT_SIZE * cnt
     nodes = buf[end]
@@ -312,6 +320,19 @@ def decode(frame):
             "reset_cause": frame[o + 2],
             "bad": frame[o + 3],
             "uptime": u16(frame, o + 4) | (u16(frame, o + 6) << 16),
+        }
+    elif cmd == CMD_CLOCK and cnt == 1 and d["done"]:
+        o = slot(0)
+        e = frame[o + 3]
+        d["clock"] = {
+            "osccal": frame[o],
+            "osccal_reset": frame[o + 1],
+            "state": frame[o + 2],
+            "error_01pct": e - 256 if e & 0x80 else e,
+            "clean": frame[o + 4],
+            "steps": frame[o + 5],
+            "eeprom_writes": frame[o + 6],
+            "eeprom_value": frame[o + 7],
         }
     elif (cmd == CMD_READ or cmd == CMD_WRITE) and cnt == 1:
         o = slot(0)

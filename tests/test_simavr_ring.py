@@ -243,13 +243,16 @@ def test_sixteen_nodes_scan_in_linear_time() -> None:
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())["frames"]
 DEFAULT_SETTINGS = {"vref": 11000, "temp_offset": 0, "sensor": 0, "flags": 0, "reserved": 0}
 CAL_SETTINGS = {"vref": 11012, "temp_offset": -15, "sensor": 0, "flags": 1, "reserved": 0}
-COMMON = {"fw": [1, 0], "reset_cause": 1, "uptime": 0, "identify": False}
+COMMON = {"fw": [1, 1], "reset_cause": 1, "uptime": 0, "identify": False}
 FRESH = {"address": 0, "flags": 6, "bad": 0, "scans": 0, "settings": DEFAULT_SETTINGS, **COMMON}
 CALIBRATED = {"address": 1, "flags": 0, "bad": 0, "scans": 7, "settings": CAL_SETTINGS, **COMMON}
 
 
 def family(vec: dict) -> str | None:
-    g = {k: v for k, v in vec["node"]["given"].items() if k not in ("mv", "temp")}
+    # the clock trim's state depends on the simulated chip, not on the frames: CLOCK answers are left out
+    if bytes.fromhex(vec["hex"])[1:2] == bytes([codec.CMD_CLOCK]):
+        return None
+    g = {k: v for k, v in vec["node"]["given"].items() if k not in ("mv", "temp", "clock")}
     return "fresh" if g == FRESH else "calibrated" if g == CALIBRATED else None
 
 
@@ -294,6 +297,7 @@ def setup_state(eng, fam: str) -> tuple[int, int]:
 
 def model_of(given: dict, mv: int, temp: int) -> NodeModel:
     d = dict(given, mv=mv, temp=temp)
+    d.pop("clock", None)
     d["settings"] = Settings(**d["settings"])
     d["fw"] = tuple(d["fw"])
     return NodeModel(NodeState(**d))
@@ -335,8 +339,15 @@ def test_fast_pin_path_changes_nothing_the_firmware_sees() -> None:
                 got.append((ex.rx, ex.seconds, ex.per_hop_bytes))
             st = eng.stats()
             out[mode] = (got, [(s.cycles, s.bytes_out) for s in st])
-    assert out["irq"][0] == out["auto"][0]
-    assert out["irq"][1] == out["auto"][1]
+    # The same bytes on every wire. Times agree to a cycle: the first byte after a quiet line is received
+    # by polling PINB (the clock trim's SOF measurement) in a loop of ~20 cycles, and a level raised
+    # through simavr's pin IRQ can become visible to that loop one iteration apart from one written
+    # into PINB, which moves where the loop ends by a cycle or so.
+    for (rx_i, s_i, hops_i), (rx_a, s_a, hops_a) in zip(out["irq"][0], out["auto"][0], strict=True):
+        assert (rx_i, hops_i) == (rx_a, hops_a)
+        assert abs(s_i - s_a) < 4 / simavr_ring.F_CPU
+    for (c_i, b_i), (c_a, b_a) in zip(out["irq"][1], out["auto"][1], strict=True):
+        assert b_i == b_a and abs(c_i - c_a) <= 32
 
 
 # ---- low power: the UART tick stops while the ring is quiet (docs/node_fw.md "Sleep") -----------

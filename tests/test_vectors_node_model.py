@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from packmon.sim.node_model import NodeModel, NodeState, Settings
+from packmon.sim.node_model import ClockState, NodeModel, NodeState, Settings
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())
 
@@ -15,6 +15,7 @@ VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_te
 def state_from(d: dict) -> NodeState:
     d = dict(d)
     d["settings"] = Settings(**d["settings"])
+    d["clock"] = ClockState(**d["clock"])
     d["fw"] = tuple(d["fw"])
     return NodeState(**d)
 

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from packmon.sim.node_model import (  # noqa: E402
+    CMD_CLOCK,
     CMD_ENUMERATE,
     CMD_IDENTIFY,
     CMD_INFO,
@@ -26,6 +27,7 @@ from packmon.sim.node_model import (  # noqa: E402
     CMD_SCAN,
     CMD_WRITE,
     MAX_SLOTS,
+    ClockState,
     NodeModel,
     NodeState,
     Settings,
@@ -34,7 +36,7 @@ from packmon.sim.node_model import (  # noqa: E402
 )
 
 TEMP_FAULT = -32768
-NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY"}
+NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY", 7: "CLOCK"}
 
 
 def ref_decode(raw: bytes) -> dict:
@@ -100,6 +102,10 @@ def ref_decode(raw: bytes) -> dict:
     elif cmd == CMD_INFO and cnt == 1 and out["done"]:
         a, b, rc, bad, up = struct.unpack("<BBBBI", slots[0])
         out["info"] = {"fw_major": a, "fw_minor": b, "reset_cause": rc, "bad": bad, "uptime": up}
+    elif cmd == CMD_CLOCK and cnt == 1 and out["done"]:
+        oc, oc0, st, e, cl, steps, ew, ev = struct.unpack("<BBBbBBBB", slots[0])
+        out["clock"] = {"osccal": oc, "osccal_reset": oc0, "state": st, "error_01pct": e, "clean": cl,
+                        "steps": steps, "eeprom_writes": ew, "eeprom_value": ev}
     elif cmd in (CMD_READ, CMD_WRITE) and cnt == 1:
         v, t, sensor, fl, r = struct.unpack("<HhBBH", slots[0])
         out["settings"] = {"vref": v, "temp_offset": t, "sensor": sensor, "flags": fl, "reserved": r}
@@ -145,6 +151,13 @@ def main() -> None:
     n2 = NodeState(address=2, mv=3298, temp=-53, flags=0x01, bad=3, scans=255,
                    settings=Settings(flags=1), uptime=86_400, reset_cause=0x08)
     n3 = NodeState(address=3, mv=4150, temp=TEMP_FAULT, flags=0x01 | 0x20, bad=1, scans=2)
+    # a node whose trim is locked (0x4E, reset value 0x48, measured -0.3 %, started from EEPROM 0x4D)
+    n1.clock = ClockState(osccal=0x4E, osccal_reset=0x48, state=0x01 | 0x04 | 0x08, err01=-3, clean=200,
+                          steps=9, ee_writes=1, ee_value=0x4D)
+    # a node whose clock is out of the trim range: OSCCAL at the top of the low range
+    n4 = NodeState(address=1, mv=3350, temp=240, flags=0x80, bad=12, scans=3, settings=Settings(flags=1),
+                   clock=ClockState(osccal=0x7F, osccal_reset=0x48, state=0x02 | 0x08, err01=-92, clean=14,
+                                    steps=55, ee_writes=0, ee_value=0xFF))
     two = rec(1, 0, 3312, 251, 0, 7) + rec(2, 0x01, 3298, -53, 3, 255)
 
     frames: list[dict] = []
@@ -209,6 +222,13 @@ def main() -> None:
     add("write_bad_crc", flip(make_frame(CMD_WRITE, 35, 1, new), 7, 0x10), n1,
         "a corrupted WRITE is never stored")
     add("identify_request", make_frame(CMD_IDENTIFY, 36, 1), n1, "blink node 1's LED")
+    add("clock_request", make_frame(CMD_CLOCK, 38, 1, bytes(8)), n1,
+        "CLOCK for node 1 (firmware 1.1): its trim, locked, started from EEPROM")
+    add("clock_not_mine", make_frame(CMD_CLOCK, 39, 2, bytes(8)), n1, "CLOCK for node 2 passes node 1 untouched")
+    add("clock_out_of_range", make_frame(CMD_CLOCK, 40, 1, bytes(8)), n4,
+        "a node whose clock is beyond its trim range: state LIMIT, error -9.2 %")
+    add("scan_clock_fault", make_frame(CMD_SCAN, 41, 0, bytes(8)), n4,
+        "the same node's SCAN record carries CLOCK_FAULT (flags bit 7)")
     add("enumerate_saturates", make_frame(CMD_ENUMERATE, 37, 64, nodes=64), fresh,
         "a 65th node: ADDR goes to 65 and the node takes no address")
 

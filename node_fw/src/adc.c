@@ -137,13 +137,17 @@ uint8_t adc_poll(adc_sums_t *out)
             begin_phase(MUX_TEMP_1V1);
         } else {
             if (sensor_sel == SENSOR_NTC) {
+                DDRB |= (1 << NTC_SUPPLY_PIN);
                 PORTB |= (1 << NTC_SUPPLY_PIN);
             }
             begin_phase(MUX_EXT_VS_VCC);
         }
         return 0;
     }
+    /* PB3 back to an input (high impedance): on a Digispark it carries the USB D- pull-up (1.5 kOhm
+     * to Vcc), which would draw Vcc / 1.5 kOhm (2-2.8 mA) from the pack all the time from a low output */
     PORTB &= (uint8_t)~(1 << NTC_SUPPLY_PIN);
+    DDRB &= (uint8_t)~(1 << NTC_SUPPLY_PIN);
     ADCSRA = 0;
     phase = 0;
     out->vbg_sum = vbg_sum;

@@ -73,6 +73,13 @@
 #error "the tick cannot restart half a tick after the start edge at this F_CPU"
 #endif
 
+/* The TX edge's place in its tick: this many Timer0 counts after the compare match (72 CPU cycles at
+ * any F_CPU), later than the tick interrupt's entry even when the main loop had interrupts off. */
+#define TX_EDGE_COUNTS (72 / TIMER_PRESCALE)
+#if TX_EDGE_COUNTS >= TICK_COUNTS / 2
+#error "the TX edge would come too late in the tick"
+#endif
+
 /* ADC clock must be 50..200 kHz for full resolution. */
 #if F_CPU > 12800000UL
 #define ADC_PRESCALER_BITS ((1 << ADPS2) | (1 << ADPS1) | (1 << ADPS0)) /* /128 */
@@ -81,6 +88,6 @@
 #endif
 
 #define FW_MAJOR 1
-#define FW_MINOR 0
+#define FW_MINOR 1
 
 #endif

@@ -5,6 +5,7 @@
  * All timing-critical work happens in the soft UART's interrupts. Between frames the UART tick is
  * stopped (softuart_idle) and the CPU sleeps until the ~8 ms clock overflow, an ADC conversion or the
  * next start bit. */
+#include <avr/eeprom.h>
 #include <avr/interrupt.h>
 #include <avr/io.h>
 #include <avr/sleep.h>
@@ -15,6 +16,7 @@
 #include "protocol.h"
 #include "settings.h"
 #include "softuart.h"
+#include "trim.h"
 
 /* Times in clock units (board.h: CLOCK_HZ a second). Between frames the loop runs once per clock
  * overflow (~8 ms), so measurements and blinks are due at the first pass after their time; their
@@ -24,6 +26,59 @@
 #define IDENTIFY_TOGGLES 40                          /* 5 seconds */
 
 static node_t node;
+
+/* ---- clock trim (docs/node_fw.md "Clock trim"; the logic is trim.c) ---------------------------- */
+/* EEPROM: a start value for OSCCAL, after the settings image: magic, value, ~value */
+#define TRIM_EE_ADDR ((uint8_t *)16)
+#define TRIM_EE_MAGIC 0xC5
+#define TRIM_STORE_FIRST_S 60UL      /* no store in the first minute after a start */
+#define TRIM_STORE_EVERY_S 21600UL   /* then at most every 6 hours: ~1500 writes in a year at worst */
+
+#ifndef NO_TRIM
+static uint8_t trim_ee_load(void)
+{
+    uint8_t m = eeprom_read_byte(TRIM_EE_ADDR), v = eeprom_read_byte(TRIM_EE_ADDR + 1),
+            c = eeprom_read_byte(TRIM_EE_ADDR + 2);
+    return (m == TRIM_EE_MAGIC && (uint8_t)(v ^ c) == 0xFF) ? v : 0xFF;
+}
+
+/* Walk OSCCAL to the trim's target one LSB a write (at most ~1.5 %, at the bottom of the low range;
+ * the datasheet: "A variation in frequency of more than 2 % from one cycle to the next can lead to
+ * unpredictable behavior"), a few cycles apart. Never across bit 7: the two ranges overlap (0x7F is
+ * faster than 0x80), and trim.c keeps the range. */
+static void osccal_walk(uint8_t target)
+{
+    uint8_t cal = OSCCAL;
+    while (cal != target) {
+        cal = (uint8_t)(cal < target ? cal + 1 : cal - 1);
+        OSCCAL = cal;
+        __builtin_avr_delay_cycles(8);
+    }
+}
+
+/* The SOF's measurement arrives in the pin-change interrupt; the trim runs in the main loop (its
+ * division would otherwise hold up the next byte's start bit), right after the SOF is taken from the
+ * RX queue: the next byte is then being received, and the node forwards the SOF only once byte 2 has
+ * arrived, so an acquisition step is in place before anything this frame carries leaves the node. */
+static volatile uint16_t sof_span;
+
+void softuart_sof(uint16_t span)
+{
+    sof_span = span;
+}
+
+static void trim_pending_sof(void)
+{
+    uint8_t s = SREG;
+    cli();
+    uint16_t span = sof_span;
+    sof_span = 0;
+    SREG = s;
+    if (span && trim_sof(&node.trim, span)) {
+        osccal_walk(node.trim.osccal);
+    }
+}
+#endif
 
 /* MCUSR must be read and cleared, and the watchdog stopped, before anything else: after a watchdog
  * reset the watchdog stays armed with its shortest timeout (avr-libc's wdt.h recipe). */
@@ -88,14 +143,28 @@ int main(void)
         node.flags |= FLAG_NOT_CALIBRATED;
     }
     node.temp = TEMP_NONE;
+#if F_CPU == 8250000UL
+    /* Digispark at half speed: micronucleus hands over with the 16.5 MHz PLL clock, which the speed
+     * grade allows only above ~3.9 V (10 MHz at 2.7 V, 20 MHz at 4.5 V); 8.25 MHz is in spec down to
+     * 2.7 V, the brown-out level. The timed CLKPR sequence, interrupts still off. */
+    CLKPR = (1 << CLKPCE);
+    CLKPR = (1 << CLKPS0);
+#endif
+#ifdef NO_TRIM
+    trim_init(&node.trim, OSCCAL, 0xFF);
+    node.trim.state = TRIM_OFF;
+#else
+    trim_init(&node.trim, OSCCAL, trim_ee_load());
+    osccal_walk(node.trim.osccal);
+#endif
 
-    DDRB |= (1 << LED_PIN) | (1 << NTC_SUPPLY_PIN);
+    DDRB |= (1 << LED_PIN); /* PB3 (NTC supply) is an output only while the NTC is measured (adc.c) */
     /* Idle current: the node sleeps most of the time, so switch off what it never uses. The analog
-     * comparator (on by default); Timer1 and the USI clocks; PB4's digital input buffer, which sits at
-     * mid-rail with a TMP36 or NTC on it (or floats without one) and then draws current. */
+     * comparator (on by default); Timer1 and the USI clocks; PB4's and PB3's digital input buffers,
+     * which sit at mid-rail with a TMP36 or NTC on them (or float without one) and then draw current. */
     ACSR = (1 << ACD);
     PRR = (1 << PRTIM1) | (1 << PRUSI);
-    DIDR0 = (1 << ADC2D);
+    DIDR0 = (1 << ADC2D) | (1 << ADC3D); /* PB3 too: an input that may sit mid-rail or float */
     softuart_init();
     proto_reset();
     wdt_enable(WDTO_1S);
@@ -109,6 +178,11 @@ int main(void)
     uint32_t sub_second = 0;
     uint8_t blinks = 0;
     adc_sums_t sums;
+#ifndef NO_TRIM
+    uint32_t trim_store_at = TRIM_STORE_FIRST_S;
+    uint8_t trim_ee_pos = 3; /* 0..2: the byte of the trim's EEPROM record to write next */
+    uint8_t trim_ee[3];
+#endif
 
     for (;;) {
         wdt_reset();
@@ -116,6 +190,9 @@ int main(void)
         while (softuart_get(&b, &fe)) {
             proto_rx(&node, b, fe);
             last_rx = softuart_clock();
+#ifndef NO_TRIM
+            trim_pending_sof();
+#endif
         }
         /* The 16-bit clock wraps every 65536 units (>= 32 ms); this loop runs at least once per
          * IDLE overflow (<= 8 ms), so extending it here never misses a wrap. */
@@ -129,6 +206,23 @@ int main(void)
             node.uptime++;
         }
 
+#ifndef NO_TRIM
+        if (node.frame_end) {
+            /* tracking: a good frame may move the trim by one LSB; a bad one never moves it (interrupts
+             * stay on: the frame's last bytes are still going out, and only the main loop touches the trim) */
+            if (trim_frame_end(&node.trim, node.frame_end == 1)) {
+                osccal_walk(node.trim.osccal);
+            }
+            node.frame_end = 0;
+            if (node.trim.state & TRIM_LIMIT) {
+                node.flags |= FLAG_CLOCK_FAULT;
+            } else {
+                node.flags &= (uint8_t)~FLAG_CLOCK_FAULT;
+            }
+        }
+#else
+        node.frame_end = 0;
+#endif
         uint8_t in_frame = proto_in_frame();
         if (in_frame) {
             /* the tick runs throughout a frame (softuart_idle is not called), so the clock is fine-grained */
@@ -148,6 +242,24 @@ int main(void)
                 node.settings_written = 0;
                 settings_begin_store(&node.settings);
             }
+#ifndef NO_TRIM
+            /* the trimmed OSCCAL as the next start value: once locked, when it moved by 2 LSB or more,
+             * rate-limited (EEPROM endurance 100,000 writes) */
+            if (trim_ee_pos == 3 && node.uptime >= trim_store_at && trim_store_wanted(&node.trim)) {
+                trim_ee[0] = TRIM_EE_MAGIC;
+                trim_ee[1] = node.trim.osccal;
+                trim_ee[2] = (uint8_t)~node.trim.osccal;
+                trim_ee_pos = 0;
+                trim_store_at = node.uptime + TRIM_STORE_EVERY_S;
+            }
+            if (trim_ee_pos < 3 && eeprom_is_ready()) {
+                eeprom_update_byte(TRIM_EE_ADDR + trim_ee_pos, trim_ee[trim_ee_pos]);
+                if (++trim_ee_pos == 3) {
+                    node.trim.ee_value = trim_ee[1];
+                    node.trim.ee_writes++;
+                }
+            }
+#endif
             if (node.identify) {
                 node.identify = 0;
                 blinks = IDENTIFY_TOGGLES;

@@ -64,6 +64,7 @@ static void error(node_t *n)
 {
     n->bad++;
     n->flags |= FLAG_RX_ERROR;
+    n->frame_end = 2;
 }
 
 void proto_timeout(node_t *n)
@@ -98,12 +99,26 @@ static void make_info(const node_t *n)
     p.rec[7] = (uint8_t)(n->uptime >> 24);
 }
 
+static void make_clock(const node_t *n)
+{
+    const trim_t *t = &n->trim;
+    p.rec[0] = t->osccal;
+    p.rec[1] = t->osccal0;
+    p.rec[2] = t->state;
+    p.rec[3] = (uint8_t)t->err01;
+    p.rec[4] = t->clean;
+    p.rec[5] = t->steps;
+    p.rec[6] = t->ee_writes;
+    p.rec[7] = t->ee_value;
+}
+
 static void finish(node_t *n)
 {
     uint8_t status = p.hold[0]; /* the received CRC (hold[1] and the last byte) is replaced */
     uint8_t done = 0;
+    uint8_t good = p.crc_in == 0 && !p.framing;
     p.held = 0;
-    if (p.crc_in != 0 || p.framing) {
+    if (!good) {
         error(n);
         if ((status & 0x7F) == 0) {
             status |= n->address ? n->address : FAULT_NO_ADDRESS;
@@ -117,7 +132,7 @@ static void finish(node_t *n)
             n->scans++;
         }
     } else if (p.mine) {
-        if ((p.cmd == CMD_INFO || p.cmd == CMD_READ) && p.cnt >= 1) {
+        if ((p.cmd == CMD_INFO || p.cmd == CMD_READ || p.cmd == CMD_CLOCK) && p.cnt >= 1) {
             done = 1;
         } else if (p.cmd == CMD_IDENTIFY) {
             n->identify = 1;
@@ -136,6 +151,9 @@ static void finish(node_t *n)
                 done = 1;
             }
         }
+    }
+    if (good) {
+        n->frame_end = 1;
     }
     if (done) {
         status |= STATUS_DONE;
@@ -196,6 +214,8 @@ void proto_rx(node_t *n, uint8_t b, uint8_t framing_error)
             make_info(n);
         } else if (p.mine && p.cmd == CMD_READ) {
             settings_pack(&n->settings, p.rec);
+        } else if (p.mine && p.cmd == CMD_CLOCK) {
+            make_clock(n);
         }
     } else if (pos < p.end) {
         uint8_t offset = (uint8_t)((pos - 5u) % SLOT_SIZE);
@@ -209,7 +229,7 @@ void proto_rx(node_t *n, uint8_t b, uint8_t framing_error)
                 b = p.rec[offset];
             }
         } else if (p.mine && index == 0) {
-            if (p.cmd == CMD_INFO || p.cmd == CMD_READ) {
+            if (p.cmd == CMD_INFO || p.cmd == CMD_READ || p.cmd == CMD_CLOCK) {
                 b = p.rec[offset];
             } else if (p.cmd == CMD_WRITE) {
                 p.rec[p.wlen++] = b;

@@ -5,6 +5,7 @@
 #define PROTOCOL_H
 #include <stdint.h>
 #include "settings.h"
+#include "trim.h"
 
 #define PROTO_SOF 0xA5
 #define CMD_ENUMERATE 0x01
@@ -13,6 +14,7 @@
 #define CMD_READ 0x04
 #define CMD_WRITE 0x05
 #define CMD_IDENTIFY 0x06
+#define CMD_CLOCK 0x07
 #define MAX_SLOTS 64
 #define SLOT_SIZE 8
 #define PROTO_LAG 2
@@ -26,6 +28,7 @@
 #define FLAG_RESET_WATCHDOG 0x10
 #define FLAG_RX_ERROR 0x20
 #define FLAG_VOLTAGE_FAULT 0x40
+#define FLAG_CLOCK_FAULT 0x80 /* the clock trim is at the end of its range and the clock is still off */
 #define LATCHED_FLAGS (FLAG_RESET_POWER | FLAG_RESET_BROWNOUT | FLAG_RESET_WATCHDOG | FLAG_RX_ERROR)
 
 #define TEMP_NONE INT16_MIN
@@ -44,6 +47,8 @@ typedef struct {
     /* set by the protocol, consumed by main: */
     uint8_t identify;         /* IDENTIFY was received */
     uint8_t settings_written; /* WRITE applied: store to EEPROM */
+    uint8_t frame_end;        /* a frame ended: 1 with a good CRC at this node, 2 bad (for the trim) */
+    trim_t trim;              /* the clock trim, reported by CLOCK (section 3.4) */
 } node_t;
 
 void proto_reset(void);

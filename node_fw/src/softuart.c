@@ -161,21 +161,135 @@ ISR(TIM0_OVF_vect)
     clock_units += IDLE_TICK_UNITS;
 }
 
+#ifndef NO_TRIM
+/* The first byte after a quiet line, received by watching the pin rather than by the tick, so that its
+ * edges are timed to one Timer0 count (8 CPU cycles, 1 % of a tick): the node trims its clock from the
+ * SOF (0xA5) that starts every frame (docs/node_fw.md "Clock trim"). Runs in the pin-change interrupt
+ * right after the tick restarted (TCNT0 = WAKE_TCNT about WAKE_LATENCY_CYCLES after the start edge),
+ * interrupts off, for one byte time; the line was quiet, so there is nothing to transmit meanwhile.
+ *
+ * Times are Timer0 counts since the restart: TCNT0 plus TICK_COUNTS per wrap. The byte is delivered to
+ * the RX queue as the tick would have delivered it. SOF: seven edges R1 F2 R3 F4 R6 F7 R8 (bit numbers,
+ * the start bit is 0); R6 5/7 of the way from R1 to R8 and F7 5 bits after F2, within 1/8 bit: then the span (R8 - R1) + (F7 - F2), 12 bit times of the upstream clock, goes to
+ * softuart_sof(). Same-type edges only, so a coupler's rise/fall skew cancels. */
+#define BIT_COUNTS ((uint16_t)(TICKS_PER_BIT * TICK_COUNTS))
+#define START_COUNTS ((int16_t)WAKE_TCNT - (int16_t)(WAKE_LATENCY_CYCLES / TIMER_PRESCALE))
+#define MAX_EDGES 8
+
+static uint8_t near(uint16_t d, uint8_t bits, uint16_t t7)
+{
+    /* d is `bits` bit times of a period measured as t7 over 7 bits, within 1/8 bit (16-bit: t7 is
+     * at most ~1800 counts even at 16.5 MHz with the clock 17 % off) */
+    int16_t x = (int16_t)(7 * d - bits * t7);
+    if (x < 0) {
+        x = (int16_t)-x;
+    }
+    return (uint16_t)x <= (t7 >> 3);
+}
+
+static void sof_poll(void)
+{
+    uint16_t e[MAX_EDGES];
+    uint8_t n = 0, level = 0;
+    uint8_t prev = TCNT0;
+    uint16_t base = 0, t;
+    uint16_t stop_at = (uint16_t)(START_COUNTS + BIT_COUNTS * 19 / 2); /* mid stop bit, nominal */
+    for (;;) {
+        uint8_t c = TCNT0;
+        uint8_t l = PINB & (1 << RX_PIN);
+        if (c < prev) {
+            base += TICK_COUNTS;
+        }
+        prev = c;
+        t = base + c;
+        if ((l != 0) != level) {
+            level ^= 1;
+            if (n < MAX_EDGES) {
+                e[n] = t;
+            }
+            n++;
+            if (n == 7) {
+                /* a SOF's last edge (R8): its stop bit is 1.5 bits further, at the measured rate */
+                uint16_t t7 = t - e[0]; /* 7 bit times: 1.5 bits is 3/14 of it, ~ 1/4 - 1/32 */
+                stop_at = (uint16_t)(t + (t7 >> 2) - (t7 >> 5));
+            } else if (n == 8) {
+                stop_at = (uint16_t)(START_COUNTS + BIT_COUNTS * 19 / 2);
+            }
+        }
+        if ((int16_t)(t - stop_at) >= 0) {
+            break;
+        }
+        if (n && e[0] < (uint16_t)(START_COUNTS + BIT_COUNTS / 2) && t >= (uint16_t)(START_COUNTS + BIT_COUNTS / 2)) {
+            break; /* high again before the middle of the start bit: a glitch */
+        }
+    }
+    /* The ticks that passed are counted here, not by the interrupt (whose flag is pending): restart
+     * the tick where it is (tick_start clears the flag; re-arming also keeps simavr 1.6's compare
+     * model in step, which otherwise skips the next few matches after a long poll of TCNT0). */
+    uint8_t c = TCNT0;
+    if (c < prev) {
+        base += TICK_COUNTS; /* wrapped after the last read */
+    }
+    tick_start(c);
+    clock_units += base;
+    rx_active = 0;
+    if (n && e[0] < (uint16_t)(START_COUNTS + BIT_COUNTS / 2)) {
+        return; /* a glitch: no byte */
+    }
+    /* Only a SOF is delivered: the line was quiet, so the node is hunting for one, and the protocol
+     * would discard any other byte (noise) anyway. A SOF whose edges do not pass the check is lost
+     * like one hit by noise, and counted downstream. */
+    if (n != 7 || !near(e[4] - e[0], 5, e[6] - e[0]) || !near(e[5] - e[1], 5, e[6] - e[0])) {
+        return;
+    }
+    uint8_t b = PROTO_SOF_BYTE, fe = !level;
+    softuart_sof((uint16_t)((e[6] - e[0]) + (e[5] - e[1])));
+    uint8_t next = (uint8_t)((rx_tail + 1) % RX_QUEUE_SIZE);
+    if (next != rx_head) {
+        rx_q[rx_tail] = b;
+        rx_fe[rx_tail] = fe;
+        rx_tail = next;
+    }
+}
+#endif
+
 /* IDLE mode: the RX line changed, almost certainly a start bit's falling edge. Back to TICK mode with
  * the first tick about half a tick after the edge (board.h): the RX state machine then samples the
- * start bit and every data bit as it always does. A glitch that is gone by then costs only the
- * tick's running until the main loop stops it again. */
+ * start bit and every data bit as it always does (without the trim), or sof_poll() receives the byte
+ * and times its edges. A glitch that is gone by then costs only the tick's running until the main
+ * loop stops it again. */
 ISR(PCINT0_vect)
 {
     if (idle) {
         leave_idle(WAKE_TCNT);
+#ifndef NO_TRIM
+        sof_poll();
+#endif
     }
 }
+
+/* The TX level for this tick, decided by the previous one (bit 7: drive, bit 0: level) */
+static uint8_t tx_out;
 
 ISR(TIM0_COMPA_vect)
 {
     /* RX first: its sample time matters most */
     uint8_t level = PINB & (1 << RX_PIN);
+    /* Then the TX edge, decided one tick ahead, at a fixed timer count after the tick (TX_EDGE_COUNTS):
+     * the interrupt's entry is late by however long the main loop had interrupts off (its sleep check,
+     * up to ~30 cycles), and downstream nodes trim their clocks to these edges. A SOF whose last
+     * rising edge came 20 cycles late read as a 0.3 % slower clock in simavr, and the ring slowed down
+     * by that at every hop. */
+    if (tx_out) {
+        while (TCNT0 < TX_EDGE_COUNTS) {
+        }
+        if (tx_out & 1) {
+            PORTB |= (1 << TX_PIN);
+        } else {
+            PORTB &= (uint8_t)~(1 << TX_PIN);
+        }
+        tx_out = 0;
+    }
     if (!rx_active) {
         if (!level) {
             rx_active = 1;
@@ -214,15 +328,11 @@ ISR(TIM0_COMPA_vect)
     } else if (tx_busy) {
         tx_phase = TICKS_PER_BIT - 1;
         if (tx_bit < 8) {
-            if (tx_shift & 1) {
-                PORTB |= (1 << TX_PIN);
-            } else {
-                PORTB &= (uint8_t)~(1 << TX_PIN);
-            }
+            tx_out = (uint8_t)(0x80 | (tx_shift & 1));
             tx_shift >>= 1;
             tx_bit++;
         } else if (tx_bit == 8) {
-            PORTB |= (1 << TX_PIN); /* stop bit */
+            tx_out = 0x81; /* stop bit */
             tx_bit = 9;
         } else {
             tx_busy = 0; /* stop bit done; the next byte can start on this very tick */
@@ -232,7 +342,7 @@ ISR(TIM0_COMPA_vect)
     if (!tx_busy && !tx_phase && tx_head != tx_tail) {
         tx_shift = tx_fifo[tx_head];
         tx_head = (uint8_t)((tx_head + 1) % TX_FIFO_SIZE);
-        PORTB &= (uint8_t)~(1 << TX_PIN); /* start bit */
+        tx_out = 0x80; /* start bit, on the next tick */
         tx_bit = 0;
         tx_busy = 1;
         tx_phase = TICKS_PER_BIT - 1;

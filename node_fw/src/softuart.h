@@ -18,5 +18,10 @@ uint8_t softuart_rx_pending(void); /* call with interrupts off */
  * the pin-change interrupt; the clock goes on at the IDLE rate. Call with interrupts off, only between
  * frames (the frame timeout needs the tick). Returns 1 if the tick is (now) stopped. */
 uint8_t softuart_idle(void);
+/* Provided by the caller (main.c): the first byte after a quiet line was a SOF whose edges spanned
+ * `span` Timer0 counts over 12 of its bit times. Called from the pin-change interrupt before the byte
+ * is forwarded, with one byte time (0.5 bit) to spare before the next start bit. */
+void softuart_sof(uint16_t span);
+#define PROTO_SOF_BYTE 0xA5
 
 #endif

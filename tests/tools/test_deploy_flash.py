@@ -319,8 +319,8 @@ def test_flash_usbasp_without_fuses_and_bitclock(fakes, run) -> None:
 def test_flash_digispark(fakes, run) -> None:
     r = run("flash-node", "--programmer", "micronucleus")
     assert r.rc == 0
-    assert fakes() == [["make", "-C", "node_fw", "F_CPU=16500000"],
-                       ["micronucleus", "--run", "node_fw/build/hw-16500000/node.hex"]]
+    assert fakes() == [["make", "-C", "node_fw", "F_CPU=8250000"],
+                       ["micronucleus", "--run", "node_fw/build/hw-8250000/node.hex"]]
     assert "plug the Digispark in now" in r.out
 
 

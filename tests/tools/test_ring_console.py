@@ -209,6 +209,27 @@ def test_info(sim, run) -> None:
     assert d["reset_cause"] == ["power-on", "brown-out"] and d["uptime_s"] == 93784 and d["firmware"] == "1.2"
 
 
+def test_info_shows_the_clock_trim(sim, run) -> None:
+    from packmon.sim.node_model import ClockState
+
+    sim.engine.nodes[1].s.clock = ClockState(osccal=0x4E, osccal_reset=0x48, state=0x01 | 0x04 | 0x08, err01=-3,
+                                             clean=200, steps=9, ee_writes=1, ee_value=0x4D)
+    r = run("ring", "info", "2", "--port", sim.port)
+    assert r.rc == 0, r.err
+    assert ("clock        OSCCAL 0x4E (0x48 at reset), locked, started from EEPROM, measured; -0.3 % against the "
+            "upstream clock at the last SOF; 200 clean SOFs, 9 LSB moved; EEPROM start value 0x4D (1 writes since "
+            "start)") in r.out
+    d = run("ring", "info", "2", "--port", sim.port, "--json").json()
+    assert d["clock"]["osccal"] == 0x4E and d["clock"]["error_01pct"] == -3 and d["clock"]["states"][0] == "locked"
+    # out of the trim range: said plainly
+    sim.engine.nodes[1].s.clock = ClockState(osccal=0x7F, state=0x02 | 0x08, err01=-92)
+    assert "OUT OF TRIM RANGE" in run("ring", "info", "2", "--port", sim.port).out
+    # a firmware 1.0 node has no CLOCK command: it is not asked, and the tool says so
+    sim.engine.nodes[1].s.fw = (1, 0)
+    r = run("ring", "info", "2", "--port", sim.port)
+    assert r.rc == 0 and "clock        not reported (firmware 1.0 has no CLOCK command)" in r.out
+
+
 def test_identify(sim, run) -> None:
     r = run("ring", "identify", "3", "--port", sim.port)
     assert r.rc == 0 and r.out.strip() == "node 3 is blinking its LED for about 5 s"

@@ -1,6 +1,7 @@
 """`packmon flash-node`: build the node firmware (make -C node_fw, showing its size against the budget)
 and flash it: a bare ATtiny85 with avrdude and a USBasp (--fuses once for a new chip), or a Digispark
-with micronucleus (built for its 16.5 MHz clock). Every command line is shown before it runs."""
+with micronucleus (built for half its 16.5 MHz clock: the image sets CLKPR at start). Every command line
+is shown before it runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .common import EXIT_USAGE, ROOT, ToolError, display_path, need_tool, run_sh
 FW = ROOT / "node_fw"
 # docs/node_fw.md and platformio.ini: 8 MHz internal RC without CKDIV8, BOD 2.7 V + SPI programming, efuse
 FUSES = (("lfuse", "0xE2"), ("hfuse", "0xDD"), ("efuse", "0xFF"))
-DIGISPARK_F_CPU = "16500000"
+DIGISPARK_F_CPU = "8250000"  # half the 16.5 MHz PLL clock micronucleus leaves: in spec down to 2.7 V
 INSTALL = {
     "make": "sudo apt-get install make",
     "avr-gcc": "sudo apt-get install gcc-avr binutils-avr avr-libc",

@@ -377,10 +377,41 @@ def _watch(args: argparse.Namespace, con: Console) -> int:
         return 0
 
 
+CLOCK_STATES = ((codec.CLOCK_LOCKED, "locked"), (codec.CLOCK_LIMIT, "OUT OF TRIM RANGE"),
+                (codec.CLOCK_EEPROM, "started from EEPROM"), (codec.CLOCK_MEASURED, "measured"),
+                (codec.CLOCK_OFF, "trim not built in"))
+
+
+def clock_json(c: dict[str, int] | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {**c, "states": [name for bit, name in CLOCK_STATES if c["state"] & bit],
+            "eeprom_value": None if c["eeprom_value"] == 0xFF else c["eeprom_value"]}
+
+
+def clock_text(c: dict[str, int] | None) -> str:
+    if c is None:
+        return "not reported (firmware 1.0 has no CLOCK command)"
+    j = clock_json(c)
+    assert j is not None
+    states = ", ".join(j["states"]) or "acquiring"
+    if not c["state"] & codec.CLOCK_MEASURED:
+        err = "no clean SOF measured yet"
+    else:
+        err = f"{c['error_01pct'] / 10:+.1f} % against the upstream clock at the last SOF"
+    ee = "none" if j["eeprom_value"] is None else f"0x{j['eeprom_value']:02X}"
+    return (f"OSCCAL 0x{c['osccal']:02X} (0x{c['osccal_reset']:02X} at reset), {states}; {err}; "
+            f"{c['clean']} clean SOFs, {c['steps']} LSB moved; EEPROM start value {ee} "
+            f"({c['eeprom_writes']} writes since start)")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     with _Session(args) as con:
         info = con.addressed(codec.CMD_INFO, args.node, bytes(8))["info"]
         s = settings_json(con.read_settings(args.node))
+        # CLOCK (firmware 1.1): older nodes forward it untouched, so only ask those that have it
+        clock = con.addressed(codec.CMD_CLOCK, args.node, bytes(8))["clock"] if (
+            (info["fw_major"], info["fw_minor"]) >= (1, 1)) else None
         obj = {
             "node": args.node,
             "firmware": "%d.%d" % (info["fw_major"], info["fw_minor"]),
@@ -389,6 +420,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             "uptime_s": info["uptime"],
             "bad_frames": info["bad"],
             "settings": s,
+            "clock": clock_json(clock),
             "ring": ring_json(con),
         }
         text = "\n".join([
@@ -398,6 +430,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"  uptime       {format_uptime(info['uptime'])} ({info['uptime']} s)",
             f"  bad frames   {info['bad']}",
             f"  settings     {settings_text(s)}",
+            f"  clock        {clock_text(clock)}",
         ])
         emit(args, obj, text)
     return 0

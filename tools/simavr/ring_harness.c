@@ -23,6 +23,16 @@
  *                   runs from the first start bit sent to the last stop bit received (or to the end of
  *                   TX), and hops lists the bytes on every wire of the ring during this TX: the hub's
  *                   TX, then each node's TX in ring order ("17,17,17"; removed nodes left out)
+ *   CLOCK i ppm [slope [osccal0]]  node i's clock error at its reset OSCCAL (3 V, 25 C), its OSCCAL
+ *                   slope against the typical curve, its reset OSCCAL (the node restarts to load it)
+ *   DRIFT kv kt     the clocks' drift in ppm per volt above 3 V and per degree C above 25 C
+ *   TEMPC i degC    node i's die temperature (for the drift)
+ *   EDGE hop rise_us fall_us  the coupler delays of a hop (0: the hub's TX into the first node;
+ *                   k: node k-1's TX, 0-based k-1, into the next node or the hub)
+ *   FREQ            "FREQ n swallowed" then per node "i hz osccal osccal_writes max_step_ppm clkps"
+ *   FIFO size head tail  data addresses of the firmware's TX FIFO indices; HWM: each node's high-water
+ *                   mark since the last HWM
+ *   PEEK i addr n   n bytes of node i's data space
  *   STATS           "STATS n" then per node "i cycles sleep_cycles bytes_out framing_out active led"
  *                   (cycles simulated while in the ring and those asleep (cpu_Sleeping), since the
  *                   harness started; bytes_out and framing_out
@@ -40,42 +50,102 @@
 #include <simavr/sim_avr.h>
 #include <simavr/sim_elf.h>
 
-/* usage: ring_harness node.elf N [f_cpu]: f_cpu (Hz) overrides the ELF's clock (the firmware carries
- * no .mmcu section, so without it the cores run at 8 MHz), e.g. 16500000 for the Digispark build. */
+/* usage: ring_harness node.elf N [f_cpu [src_hz [osccal0]]]: f_cpu (Hz) is the image's nominal clock
+ * (the firmware carries no .mmcu section, so without it 8 MHz), against which the hub's baud is timed;
+ * src_hz the clock source before CLKPR (16500000 for the Digispark image built at 8250000, which
+ * halves it at start); osccal0 the OSCCAL value the chips load at reset (default 0x48). */
 
 #define MAX_NODES 64
 #define BAUD 9600
-#define QUANTUM 16 /* cycles: 2 us at 8 MHz, 2 % of a bit: the lockstep granularity */
+#define QUANTUM 16 /* nominal cycles: 2 us at 8 MHz, 2 % of a bit: the lockstep granularity */
+#define SUB 1024ULL /* global time: 1/SUB of a nominal cycle (1/f_nominal), so edges and clocks keep their fractions */
+#define QUEUE 65536 /* edges in flight on one wire: the hub queues a whole TX (4096 bytes) at once */
 
+/* ATtiny85 data-space addresses (I/O + 0x20) */
+#define PINB_ADDR 0x36
+#define PCMSK_ADDR 0x35
+#define GIMSK_ADDR 0x5B
+#define OSCCAL_ADDR 0x51 /* I/O 0x31 */
+#define CLKPR_ADDR 0x46  /* I/O 0x26 */
+#define GIMSK_INT0 (1u << 6)
+#define GIMSK_PCIE (1u << 5)
+#define RX_BIT (1u << 2) /* PB2 */
+
+/* A byte decoder on one line, as a crystal UART sees it: start edge, sample mid-bit at the nominal
+ * baud, stop bit. Fed with level changes in time order (decoder_edge) and advanced to a time
+ * (decoder_advance), so it samples at the exact moments whatever the lockstep quantum. */
 typedef struct {
     uint8_t log[1024]; /* bytes decoded during the current TX (WIRES command) */
     int log_len;
     int level;       /* current line level */
     int busy;        /* decoding a byte */
-    uint64_t start;  /* cycle of the start edge */
+    uint64_t start;  /* time of the start edge */
     int bit;         /* next bit to sample: 0 = start, 1..8 data, 9 stop */
     uint8_t shift;
     uint32_t bytes;
     uint32_t framing;
     uint32_t bytes_at_tx; /* bytes when the current TX command began */
+    int hub;         /* this decoder is the hub's receiver */
 } decoder_t;
+
+/* Each node's clock. Its frequency follows the chip: the nominal clock times the node's factory error,
+ * the OSCCAL curve (osc_curve) relative to the factory value, the drift with Vcc and temperature, and
+ * the system clock prescaler (CLKPR). Node cycles map to global time piecewise linearly: c0 at t0. */
+typedef struct {
+    double ratio;       /* node cycles per nominal cycle now */
+    uint64_t c0, t0;    /* t0 in global time units */
+    double err;         /* factory error at the reset OSCCAL, 3 V, 25 C (fraction) */
+    double slope;       /* this chip's OSCCAL slope relative to the typical curve */
+    uint8_t osccal0;    /* the value the chip loads at reset */
+    uint8_t osccal;
+    uint8_t clkps;
+    int clkpce;         /* CLKPCE written: the next write may change CLKPS */
+    double vcc;         /* V */
+    double temp;        /* degC */
+    uint32_t osccal_writes;
+    double max_step;    /* largest relative frequency change of one OSCCAL write */
+} clk_t;
+
+typedef struct {
+    uint64_t t[QUEUE];
+    uint8_t v[QUEUE];
+    int head, n;
+    uint64_t last; /* arrival of the last edge queued or delivered */
+} queue_t;
 
 static avr_t *core[MAX_NODES];
 static int active[MAX_NODES];
 static int n_nodes;
-static uint64_t now;             /* global simulated time in cycles */
+static uint64_t now;             /* global simulated time, SUB units per nominal cycle */
 static uint64_t run_cycles_of[MAX_NODES]; /* cycles simulated while in the ring (removed: not run) */
 static uint64_t sleep_cycles[MAX_NODES];
 static uint32_t led_edges[MAX_NODES]; /* level changes of PB1 (the LED) */
-static decoder_t wire[MAX_NODES]; /* node k's TX line */
+static decoder_t wire[MAX_NODES]; /* node k's TX line, at the node's pin */
+static decoder_t hub_rx;          /* the hub's receiver, after the last hop's coupler */
 static avr_irq_t *rx_irq[MAX_NODES];
+static clk_t clk[MAX_NODES];
+static queue_t inq[MAX_NODES];    /* edges on their way to node k's RX */
+static queue_t hubq;              /* edges on their way to the hub's RX */
+static int rx_level[MAX_NODES];   /* the level at node k's RX now */
+/* coupler delays per hop, SUB units: hop 0 is the hub's TX into the first node, hop k+1 node k's TX */
+static uint64_t delay_rise[MAX_NODES + 1], delay_fall[MAX_NODES + 1];
+static uint32_t swallowed;
+/* the firmware's TX FIFO indices in data space (FIFO command, from the ELF's symbols): occupancy is
+ * sampled every quantum and its high-water mark kept per node (HWM) */
+static uint16_t fifo_head_addr, fifo_tail_addr;
+static uint8_t fifo_size;
+static uint8_t fifo_hwm[MAX_NODES];       /* pulses shorter than a coupler's delay difference, lost */
 static int broken;
 static int trace_node = -1;
 static uint64_t trace_t[8192];
 static uint8_t trace_v[8192];
 static int trace_n;
-static uint32_t freq = 8000000;
+static uint32_t freq = 8000000;  /* the image's nominal clock (F_CPU): the hub's baud is timed against it */
+static uint32_t src_freq;        /* the clock source before CLKPR (the Digispark's PLL: 16.5 MHz) */
 static uint32_t bit_cycles;
+static double bit_t;             /* one bit at the hub's (crystal) baud, global units */
+static double kv = 0;            /* frequency change per volt above 3 V (DRIFT; 0: ideal clocks) */
+static double kt = 0;            /* per degree C above 25 C */
 
 /* hub receiver */
 static uint8_t rx_buf[4096];
@@ -85,14 +155,12 @@ static uint64_t rx_last_stop;
 static uint64_t last_edge; /* last edge seen at the hub */
 
 /* hub transmitter */
-static uint8_t tx_buf[4096];
 static int tx_len;
 static uint64_t tx_start;
-static int hub_level = 1;
 static int tx_framing_at = -1; /* this byte of the TX is sent with a low stop bit (a framing error) */
 static int tx_gap_at = -1;      /* the TX pauses before this byte ... */
 static uint64_t tx_gap;         /* ... for this many cycles (GAP) */
-static int hub_hold_low;        /* GLITCH: the hub's line is held low */
+static int hub_level = 1;
 
 static int next_active(int k)
 {
@@ -119,13 +187,99 @@ static int last_active(void)
     return -1;
 }
 
-/* ATtiny85 data-space addresses (I/O + 0x20) */
-#define PINB_ADDR 0x36
-#define PCMSK_ADDR 0x35
-#define GIMSK_ADDR 0x5B
-#define GIMSK_INT0 (1u << 6)
-#define GIMSK_PCIE (1u << 5)
-#define RX_BIT (1u << 2) /* PB2 */
+/* ---- clocks ------------------------------------------------------------------------------------ */
+
+/* The ATtiny85's calibrated RC oscillator against OSCCAL, typical chip at 3 V, 25 C (datasheet: two
+ * ranges selected by bit 7, each spanning about 2:1 (table "Internal RC Oscillator Frequency Range":
+ * 0x00 50-100 %, 0x7F 100-200 % of nominal), overlapping so that 0x7F is faster than 0x80; under 2 %
+ * per step around 8 MHz). Approximated as two straight lines, MHz: 3.9 .. 11.1 and 7.4 .. 16.3. A
+ * chip's own slope is this times clk.slope. */
+static double osc_curve(uint8_t v, double slope)
+{
+    double c = (double)(v & 0x7F) / 127.0;
+    return (v & 0x80) ? 7.4 * (1.0 + 1.2 * slope * c) : 3.9 * (1.0 + 1.85 * slope * c);
+}
+
+static double clk_ratio(const clk_t *c)
+{
+    double osc = osc_curve(c->osccal, c->slope) / osc_curve(c->osccal0, c->slope);
+    double drift = 1.0 + kv * (c->vcc - 3.0) + kt * (c->temp - 25.0);
+    return (double)src_freq / (double)freq * (1.0 + c->err) * osc * drift / (double)(1u << c->clkps);
+}
+
+static uint64_t cycle_at(int k, uint64_t t)
+{
+    const clk_t *c = &clk[k];
+    return c->c0 + (uint64_t)((double)(t - c->t0) * c->ratio / (double)SUB);
+}
+
+static uint64_t time_of(int k, uint64_t cycle)
+{
+    const clk_t *c = &clk[k];
+    if (cycle <= c->c0) {
+        return c->t0;
+    }
+    return c->t0 + (uint64_t)((double)(cycle - c->c0) * (double)SUB / c->ratio);
+}
+
+/* the node's clock changed: keep its past, run at the new rate from its current cycle */
+static void clk_update(int k)
+{
+    clk_t *c = &clk[k];
+    uint64_t cyc = core[k]->cycle;
+    uint64_t t = time_of(k, cyc);
+    double r = clk_ratio(c);
+    c->c0 = cyc;
+    c->t0 = t < now ? t : now;
+    c->ratio = r;
+}
+
+static void osccal_write(struct avr_t *avr, avr_io_addr_t addr, uint8_t v, void *param)
+{
+    int k = (int)(intptr_t)param;
+    avr->data[addr] = v;
+    clk_t *c = &clk[k];
+    double before = osc_curve(c->osccal, c->slope);
+    double step = osc_curve(v, c->slope) / before - 1.0;
+    if (step < 0) {
+        step = -step;
+    }
+    if (step > c->max_step) {
+        c->max_step = step;
+    }
+    c->osccal = v;
+    c->osccal_writes++;
+    if (getenv("OSCDBG")) fprintf(stderr, "W k=%d v=%u at %.3f bits\n", k, v, (double)(time_of(k, avr->cycle) - tx_start) / SUB / bit_cycles);
+    clk_update(k);
+}
+
+static void clkpr_write(struct avr_t *avr, avr_io_addr_t addr, uint8_t v, void *param)
+{
+    int k = (int)(intptr_t)param;
+    clk_t *c = &clk[k];
+    if (v == 0x80) {
+        c->clkpce = 1; /* the change enable (the 4-cycle window is not modelled) */
+    } else if (c->clkpce && !(v & 0x80)) {
+        c->clkpce = 0;
+        c->clkps = v & 0x0F;
+        clk_update(k);
+    }
+    avr->data[addr] = c->clkps;
+}
+
+/* a node's chip restarts: OSCCAL back to its factory value, no prescaler */
+static void clk_reset(int k)
+{
+    clk_t *c = &clk[k];
+    c->osccal = c->osccal0;
+    c->clkps = 0;
+    c->clkpce = 0;
+    core[k]->data[OSCCAL_ADDR] = c->osccal0;
+    core[k]->data[CLKPR_ADDR] = 0;
+    clk_update(k);
+}
+
+/* ---- wires ------------------------------------------------------------------------------------- */
 
 static int fast_pins = 1;
 
@@ -140,6 +294,7 @@ static void drive(int node, int level)
     if (node < 0) {
         return;
     }
+    rx_level[node] = level;
     avr_t *a = core[node];
     uint8_t gimsk = a->data[GIMSK_ADDR];
     int edge_wanted = (gimsk & GIMSK_INT0) || ((gimsk & GIMSK_PCIE) && (a->data[PCMSK_ADDR] & RX_BIT));
@@ -155,6 +310,92 @@ static void drive(int node, int level)
     }
 }
 
+/* An edge at time t on the line of hop `hop` (0: the hub's TX) goes through that hop's coupler: it
+ * arrives delay_rise or delay_fall later. A pulse shorter than the difference of the two delays
+ * vanishes, as it does in a slow coupler. */
+static void queue_edge(queue_t *q, int hop, uint64_t t, int level)
+{
+    uint64_t at = t + (level ? delay_rise[hop] : delay_fall[hop]);
+    if (at <= q->last) {
+        if (q->n > 0) {
+            q->n--; /* the pulse is swallowed: drop its first edge and do not queue this one */
+            q->last = q->n ? q->t[(q->head + q->n - 1) % QUEUE] : q->last;
+            swallowed++;
+            return;
+        }
+        at = q->last + 1; /* the first edge was delivered already: this one follows it at once */
+    }
+    if (q->n == QUEUE) {
+        return; /* cannot happen at 9600 baud with delays under a few bit times */
+    }
+    q->t[(q->head + q->n) % QUEUE] = at;
+    q->v[(q->head + q->n) % QUEUE] = (uint8_t)level;
+    q->n++;
+    q->last = at;
+}
+
+static int queue_due(const queue_t *q, uint64_t t)
+{
+    return q->n > 0 && q->t[q->head] <= t;
+}
+
+static void queue_pop(queue_t *q, uint64_t *t, int *level)
+{
+    *t = q->t[q->head];
+    *level = q->v[q->head];
+    q->head = (q->head + 1) % QUEUE;
+    q->n--;
+}
+
+static void decoder_advance(decoder_t *d, uint64_t t)
+{
+    while (d->busy) {
+        uint64_t at = d->start + (uint64_t)(bit_t * ((double)d->bit + 0.5));
+        if (at > t) {
+            break;
+        }
+        int level = d->level;
+        if (d->bit == 0) {
+            if (level) {
+                d->busy = 0; /* glitch */
+                break;
+            }
+        } else if (d->bit <= 8) {
+            d->shift = (uint8_t)((d->shift >> 1) | (level ? 0x80 : 0));
+        } else {
+            d->busy = 0;
+            d->bytes++;
+            d->framing += !level;
+            if (d->log_len < (int)sizeof d->log) {
+                d->log[d->log_len++] = level ? d->shift : (uint8_t)~d->shift; /* framing: inverted marker */
+            }
+            if (d->hub && !broken && rx_len < (int)sizeof rx_buf) {
+                rx_buf[rx_len++] = d->shift;
+                if (!level) {
+                    rx_framing++;
+                }
+                rx_last_stop = d->start + (uint64_t)(bit_t * 10);
+            }
+            break;
+        }
+        d->bit++;
+    }
+}
+
+static void decoder_edge(decoder_t *d, uint64_t t, int level)
+{
+    decoder_advance(d, t);
+    if (level == d->level) {
+        return;
+    }
+    d->level = level;
+    if (!d->busy && level == 0) {
+        d->busy = 1;
+        d->start = t;
+        d->bit = 0;
+    }
+}
+
 /* node k's TX pin changed */
 static void tx_pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
 {
@@ -165,23 +406,23 @@ static void tx_pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
     if (level == d->level) {
         return;
     }
-    d->level = level;
+    uint64_t t = time_of(k, core[k]->cycle);
     if (k == trace_node && trace_n < 8192) {
-        trace_t[trace_n] = core[k]->cycle;
+        trace_t[trace_n] = t;
         trace_v[trace_n++] = (uint8_t)level;
     }
     if (!active[k]) {
+        d->level = level;
         return;
     }
-    if (!d->busy && level == 0) {
-        d->busy = 1;
-        d->start = core[k]->cycle;
-        d->bit = 0;
-    }
+    decoder_edge(d, t, level);
     if (k == last_active()) {
-        last_edge = core[k]->cycle; /* the hub's RX: decoded from this wire by decode_wires() */
+        queue_edge(&hubq, k + 1, t, level);
     } else {
-        drive(next_active(k), level);
+        int j = next_active(k);
+        if (j >= 0) {
+            queue_edge(&inq[j], k + 1, t, level);
+        }
     }
 }
 
@@ -191,7 +432,7 @@ static void dbg_pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
     (void)value;
     int k = (int)(intptr_t)param;
     if (k == trace_node && trace_n < 8192) {
-        trace_t[trace_n] = core[k]->cycle;
+        trace_t[trace_n] = time_of(k, core[k]->cycle);
         trace_v[trace_n++] = 2; /* a debug toggle: an RX interrupt ran */
     }
 }
@@ -203,84 +444,35 @@ static void led_changed(struct avr_irq_t *irq, uint32_t value, void *param)
     led_edges[(int)(intptr_t)param]++;
 }
 
-static void hub_edge_trace(int level)
+/* the hub's TX line changes at t (exact: a crystal UART) */
+static void hub_edge(uint64_t t, int level)
 {
+    if (level == hub_level) {
+        return;
+    }
+    hub_level = level;
     if (trace_node == 0 && trace_n < 8192) {
-        trace_t[trace_n] = now;
+        trace_t[trace_n] = t;
         trace_v[trace_n++] = (uint8_t)(4 + level); /* the hub's TX into node 1 */
     }
-}
-
-/* sample the decoders whose sample point has passed */
-static void decode_wires(void)
-{
-    int last = last_active();
-    for (int k = 0; k < n_nodes; k++) {
-        decoder_t *d = &wire[k];
-        while (d->busy) {
-            uint64_t at = d->start + (uint64_t)bit_cycles * (uint64_t)d->bit + bit_cycles / 2;
-            if (at > now) {
-                break;
-            }
-            int level = d->level;
-            if (d->bit == 0) {
-                if (level) {
-                    d->busy = 0; /* glitch */
-                    break;
-                }
-            } else if (d->bit <= 8) {
-                d->shift = (uint8_t)((d->shift >> 1) | (level ? 0x80 : 0));
-            } else {
-                d->busy = 0;
-                d->bytes++;
-                d->framing += !level;
-                if (d->log_len < (int)sizeof d->log) {
-                    d->log[d->log_len++] = level ? d->shift : (uint8_t)~d->shift; /* framing: inverted marker */
-                }
-                if (k == last && !broken && rx_len < (int)sizeof rx_buf) {
-                    rx_buf[rx_len++] = d->shift;
-                    if (!level) {
-                        rx_framing++;
-                    }
-                    rx_last_stop = d->start + (uint64_t)bit_cycles * 10;
-                }
-                break;
-            }
-            d->bit++;
-        }
+    int j = first_active();
+    if (j >= 0) {
+        queue_edge(&inq[j], 0, t, level);
     }
 }
 
-static void hub_tx_update(void)
+/* queue the hub's whole transmission as edges, bit boundaries on the hub's (crystal) bit clock */
+static void hub_tx_schedule(const uint8_t *buf, int len)
 {
-    int level = !hub_hold_low;
-    if (tx_len > 0 && now >= tx_start) {
-        uint64_t t = (now - tx_start);
-        uint64_t gap_from = tx_gap_at >= 0 ? (uint64_t)tx_gap_at * 10 * bit_cycles : UINT64_MAX;
-        if (t >= gap_from) {
-            if (t < gap_from + tx_gap) {
-                t = UINT64_MAX; /* in the gap: idle */
-            } else {
-                t -= tx_gap;
-            }
-        }
-        uint64_t byte = t == UINT64_MAX ? UINT64_MAX : t / (10ULL * bit_cycles);
-        if (byte < (uint64_t)tx_len) {
-            int bit = (int)((t / bit_cycles) % 10);
-            if (bit == 0) {
-                level = 0;
-            } else if (bit <= 8) {
-                level = (tx_buf[byte] >> (bit - 1)) & 1;
-            } else if ((int)byte == tx_framing_at) {
-                level = 0;
-            }
+    uint64_t bt = (uint64_t)bit_cycles * SUB;
+    for (int b = 0; b < len; b++) {
+        uint64_t t0 = tx_start + (uint64_t)b * 10 * bt + (tx_gap_at >= 0 && b >= tx_gap_at ? tx_gap * SUB : 0);
+        for (int bit = 0; bit < 10; bit++) {
+            int level = bit == 0 ? 0 : bit <= 8 ? (buf[b] >> (bit - 1)) & 1 : b != tx_framing_at;
+            hub_edge(t0 + (uint64_t)bit * bt, level);
         }
     }
-    if (level != hub_level) {
-        hub_level = level;
-        hub_edge_trace(level);
-        drive(first_active(), level);
-    }
+    hub_edge(tx_start + (uint64_t)len * 10 * bt + (tx_gap_at >= 0 ? tx_gap * SUB : 0), 1);
 }
 
 static avr_cycle_count_t wake_tick(avr_t *avr, avr_cycle_count_t when, void *param)
@@ -296,36 +488,74 @@ static void no_sleep(avr_t *avr, avr_cycle_count_t howLong)
     (void)howLong; /* simulated time only: never sleep in real time */
 }
 
+static void run_to(int k, uint64_t cycle)
+{
+    avr_t *a = core[k];
+    while (a->cycle < cycle) {
+        int sleeping = a->state == cpu_Sleeping;
+        uint64_t c0 = a->cycle;
+        int st = avr_run(a);
+        run_cycles_of[k] += a->cycle - c0;
+        if (sleeping) {
+            sleep_cycles[k] += a->cycle - c0;
+        }
+        if (st == cpu_Done || st == cpu_Crashed) {
+            fprintf(stderr, "node %d stopped (state %d) at cycle %llu\n", k, st, (unsigned long long)a->cycle);
+            exit(2);
+        }
+    }
+}
+
 static void step(void)
 {
-    now += QUANTUM;
-    hub_tx_update();
+    now += QUANTUM * SUB;
     for (int k = 0; k < n_nodes; k++) {
-        avr_t *a = core[k];
         if (!active[k]) {
-            a->cycle = now; /* a removed node is not run */
+            /* a removed node is not run: its clock stands still */
+            clk[k].c0 = core[k]->cycle;
+            clk[k].t0 = now;
+            while (inq[k].n) {
+                uint64_t t;
+                int v;
+                queue_pop(&inq[k], &t, &v);
+            }
             continue;
         }
-        while (a->cycle < now) {
-            int sleeping = a->state == cpu_Sleeping;
-            uint64_t c0 = a->cycle;
-            int st = avr_run(a);
-            run_cycles_of[k] += a->cycle - c0;
-            if (sleeping) {
-                sleep_cycles[k] += a->cycle - c0;
-            }
-            if (st == cpu_Done || st == cpu_Crashed) {
-                fprintf(stderr, "node %d stopped (state %d) at cycle %llu\n", k, st, (unsigned long long)a->cycle);
-                exit(2);
+        /* edges reach the node at their exact time (to the instruction) */
+        while (queue_due(&inq[k], now)) {
+            uint64_t t;
+            int v;
+            queue_pop(&inq[k], &t, &v);
+            run_to(k, cycle_at(k, t));
+            drive(k, v);
+        }
+        run_to(k, cycle_at(k, now));
+    }
+    if (fifo_size) {
+        for (int k = 0; k < n_nodes; k++) {
+            uint8_t occ = (uint8_t)((core[k]->data[fifo_tail_addr] + fifo_size - core[k]->data[fifo_head_addr]) %
+                                    fifo_size);
+            if (occ > fifo_hwm[k]) {
+                fifo_hwm[k] = occ;
             }
         }
     }
-    decode_wires();
+    while (queue_due(&hubq, now)) {
+        uint64_t t;
+        int v;
+        queue_pop(&hubq, &t, &v);
+        decoder_edge(&hub_rx, t, v);
+        last_edge = t;
+    }
+    decoder_advance(&hub_rx, now);
+    for (int k = 0; k < n_nodes; k++) {
+        decoder_advance(&wire[k], now);
+    }
 }
 
 static void run_cycles(uint64_t cycles)
 {
-    uint64_t end = now + cycles;
+    uint64_t end = now + cycles * SUB;
     while (now < end) {
         step();
     }
@@ -335,6 +565,8 @@ static void set_vcc(int i, uint32_t mv)
 {
     core[i]->vcc = mv;
     core[i]->avcc = mv;
+    clk[i].vcc = mv / 1000.0;
+    clk_update(i);
 }
 
 static void set_temp_mv(int i, uint32_t mv)
@@ -354,18 +586,13 @@ static void reset_node(int i, int cause)
      * reset clears the other flags; the others add to what is there. */
     uint8_t mcusr = cause == CAUSE_POR ? 0 : core[i]->data[MCUSR_DATA_ADDR];
     core[i]->data[MCUSR_DATA_ADDR] = (uint8_t)(mcusr | (1u << cause));
-    core[i]->cycle = now;
+    clk[i].c0 = core[i]->cycle;
+    clk[i].t0 = now;
+    clk_reset(i);
     avr_cycle_timer_register(core[i], QUANTUM, wake_tick, NULL);
-    /* the RX line keeps its level across the node's reset */
-    int prev = next_active(-1) == i ? hub_level : 1;
-    for (int j = i - 1; j >= 0; j--) {
-        if (active[j]) {
-            prev = wire[j].level;
-            break;
-        }
-    }
     /* simavr's port reset clears PINB but keeps the pin IRQ's cached level, so raising the same
      * level again would be ignored: toggle it so the pin really reads the line's level */
+    int prev = rx_level[i];
     drive(i, !prev);
     drive(i, prev);
 }
@@ -380,14 +607,15 @@ static int hexval(char c)
 
 static void cmd_tx(const char *hex, double maxms, int framing_at)
 {
+    static uint8_t buf[4096];
     tx_framing_at = framing_at;
     tx_len = 0;
-    for (const char *p = hex; p[0] && p[1] && tx_len < (int)sizeof tx_buf; p += 2) {
+    for (const char *p = hex; p[0] && p[1] && tx_len < (int)sizeof buf; p += 2) {
         int h = hexval(p[0]), l = hexval(p[1]);
         if (h < 0 || l < 0) {
             break;
         }
-        tx_buf[tx_len++] = (uint8_t)(h * 16 + l);
+        buf[tx_len++] = (uint8_t)(h * 16 + l);
     }
     rx_len = 0;
     rx_framing = 0;
@@ -395,22 +623,24 @@ static void cmd_tx(const char *hex, double maxms, int framing_at)
         wire[k].log_len = 0;
         wire[k].bytes_at_tx = wire[k].bytes;
     }
+    hub_rx.bytes_at_tx = hub_rx.bytes;
     trace_n = 0;
     rx_last_stop = 0;
-    tx_start = now + QUANTUM;
+    tx_start = now + QUANTUM * SUB;
     last_edge = tx_start;
-    uint64_t tx_end = tx_start + (uint64_t)tx_len * 10 * bit_cycles + (tx_gap_at >= 0 ? tx_gap : 0);
-    uint64_t quiet = 30ULL * 10 * bit_cycles;
-    uint64_t limit = tx_start + (uint64_t)(maxms * 1e-3 * freq);
+    hub_tx_schedule(buf, tx_len);
+    uint64_t tx_end = tx_start + ((uint64_t)tx_len * 10 * bit_cycles + (tx_gap_at >= 0 ? tx_gap : 0)) * SUB;
+    uint64_t quiet = 30ULL * 10 * bit_cycles * SUB;
+    uint64_t limit = tx_start + (uint64_t)(maxms * 1e-3 * freq) * SUB;
     int hops = 0;
     for (int k = 0; k < n_nodes; k++) {
         hops += active[k];
     }
     /* nothing at the hub yet: wait for the frame to cross every hop (~3 byte times each) */
-    uint64_t first_due = tx_end + (uint64_t)(4 * hops) * 10 * bit_cycles + quiet;
+    uint64_t first_due = tx_end + (uint64_t)(4 * hops) * 10 * bit_cycles * SUB + quiet;
     for (;;) {
         step();
-        int decoding = wire[last_active() >= 0 ? last_active() : 0].busy;
+        int decoding = hub_rx.busy;
         if (now > limit) {
             break;
         }
@@ -430,7 +660,7 @@ static void cmd_tx(const char *hex, double maxms, int framing_at)
         printf("%02x", rx_buf[i]);
     }
     uint64_t end = rx_len ? rx_last_stop : tx_end;
-    printf("%s %.9f %d %d", rx_len ? "" : "-", (double)(end - tx_start) / freq, rx_framing, tx_len_sent);
+    printf("%s %.9f %d %d", rx_len ? "" : "-", (double)(end - tx_start) / SUB / freq, rx_framing, tx_len_sent);
     for (int k = 0; k < n_nodes; k++) {
         if (active[k]) {
             printf(",%u", wire[k].bytes - wire[k].bytes_at_tx);
@@ -463,7 +693,15 @@ int main(int argc, char **argv)
     if (argc > 3 && atol(argv[3]) > 0) {
         freq = (uint32_t)atol(argv[3]);
     }
+    src_freq = freq;
+    if (argc > 4 && atol(argv[4]) > 0) {
+        src_freq = (uint32_t)atol(argv[4]);
+    }
+    uint8_t osccal0 = argc > 5 ? (uint8_t)strtol(argv[5], NULL, 0) : 0x48;
     bit_cycles = (freq + BAUD / 2) / BAUD;
+    bit_t = (double)bit_cycles * SUB;
+    hub_rx.hub = 1;
+    hub_rx.level = 1;
     for (int k = 0; k < n_nodes; k++) {
         avr_t *a = avr_make_mcu_by_name("attiny85");
         if (!a) {
@@ -476,10 +714,21 @@ int main(int argc, char **argv)
         a->frequency = freq;
         a->sleep = no_sleep;
         core[k] = a;
+        clk[k].err = 0;
+        clk[k].slope = 1.0;
+        clk[k].osccal0 = osccal0;
+        clk[k].vcc = 3.3;
+        clk[k].temp = 25.0;
+        clk[k].c0 = a->cycle;
+        clk[k].t0 = 0;
+        avr_register_io_write(a, OSCCAL_ADDR, osccal_write, (void *)(intptr_t)k);
+        avr_register_io_write(a, CLKPR_ADDR, clkpr_write, (void *)(intptr_t)k);
+        clk_reset(k);
         set_vcc(k, 3300);
         avr_cycle_timer_register(a, QUANTUM, wake_tick, NULL);
         active[k] = 1;
         wire[k].level = 1;
+        rx_level[k] = 1;
         rx_irq[k] = avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN2);
         avr_irq_register_notify(avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN0), tx_pin_changed,
                                 (void *)(intptr_t)k);
@@ -549,10 +798,10 @@ int main(int argc, char **argv)
             tx_gap = (uint64_t)(x * freq / BAUD + 0.5);
             printf("OK\n");
         } else if (!strcmp(cmd, "GLITCH") && sscanf(line, "%*s %lf", &x) == 1 && x > 0) {
-            hub_hold_low = 1; /* hub_tx_update() makes the edges, on the lockstep's quanta */
-            run_cycles((uint64_t)(x * 1e-6 * freq + 0.5));
-            hub_hold_low = 0;
-            run_cycles(QUANTUM);
+            uint64_t len = (uint64_t)(x * 1e-6 * freq + 0.5);
+            hub_edge(now + SUB, 0);
+            hub_edge(now + SUB + len * SUB, 1);
+            run_cycles(len + QUANTUM);
             printf("OK\n");
         } else if (!strcmp(cmd, "TX") && sscanf(line, "%*s %8199s %lf", arg, &y) == 2) {
             int fe = -1;
@@ -574,9 +823,69 @@ int main(int argc, char **argv)
             } else {
                 printf("TRACE %d", trace_n);
                 for (int j = 0; j < trace_n; j++) {
-                    printf(" %llu:%u", (unsigned long long)(trace_t[j] - tx_start), trace_v[j]);
+                    printf(" %llu:%u", (unsigned long long)((trace_t[j] - tx_start) / SUB), trace_v[j]);
                 }
                 printf("\n");
+            }
+        } else if (!strcmp(cmd, "CLOCK") && sscanf(line, "%*s %d %lf %lf", &i, &x, &y) >= 2 && i >= 0 &&
+                   i < n_nodes) {
+            /* CLOCK i err_ppm [slope [osccal0]]: node i's factory error (at its reset OSCCAL, 3 V, 25 C),
+             * its OSCCAL slope relative to the typical curve, its reset OSCCAL */
+            clk[i].err = x * 1e-6;
+            if (sscanf(line, "%*s %*d %*f %lf", &y) == 1 && y > 0.1 && y < 10) {
+                clk[i].slope = y;
+            }
+            int cal;
+            if (sscanf(line, "%*s %*d %*f %*f %i", &cal) == 1 && cal >= 0 && cal <= 255) {
+                /* this chip's reset OSCCAL (its factory value); the node restarts to load it */
+                clk[i].osccal0 = (uint8_t)cal;
+                reset_node(i, CAUSE_POR);
+            }
+            clk_update(i);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "TEMPC") && sscanf(line, "%*s %d %lf", &i, &x) == 2 && i >= 0 && i < n_nodes) {
+            clk[i].temp = x; /* the die temperature, for the oscillator's drift */
+            clk_update(i);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "DRIFT") && sscanf(line, "%*s %lf %lf", &x, &y) == 2) {
+            kv = x * 1e-6; /* ppm per volt, ppm per degree C */
+            kt = y * 1e-6;
+            for (int k = 0; k < n_nodes; k++) {
+                clk_update(k);
+            }
+            printf("OK\n");
+        } else if (!strcmp(cmd, "EDGE") && sscanf(line, "%*s %d %lf %lf", &i, &x, &y) == 3 && i >= 0 &&
+                   i <= n_nodes && x >= 0 && y >= 0) {
+            /* EDGE hop rise_us fall_us: hop 0 is the hub's TX into the first node, hop k+1 node k's TX */
+            delay_rise[i] = (uint64_t)(x * 1e-6 * freq * SUB);
+            delay_fall[i] = (uint64_t)(y * 1e-6 * freq * SUB);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "FIFO") && sscanf(line, "%*s %d %lf %lf", &i, &x, &y) == 3 && i > 1 && i <= 255) {
+            fifo_size = (uint8_t)i; /* FIFO size head_addr tail_addr */
+            fifo_head_addr = (uint16_t)x;
+            fifo_tail_addr = (uint16_t)y;
+            printf("OK\n");
+        } else if (!strcmp(cmd, "HWM")) {
+            /* each node's TX FIFO high-water mark since the last HWM */
+            printf("HWM");
+            for (int k = 0; k < n_nodes; k++) {
+                printf(" %u", fifo_hwm[k]);
+                fifo_hwm[k] = 0;
+            }
+            printf("\n");
+        } else if (!strcmp(cmd, "PEEK") && sscanf(line, "%*s %d %lf %lf", &i, &x, &y) == 3 && i >= 0 &&
+                   i < n_nodes && x >= 0 && y > 0 && x + y <= 0x260) {
+            printf("PEEK"); /* PEEK i addr len: node i's data space, for debugging */
+            for (int j = 0; j < (int)y; j++) {
+                printf(" %02x", core[i]->data[(int)x + j]);
+            }
+            printf("\n");
+        } else if (!strcmp(cmd, "FREQ")) {
+            /* per node: frequency (Hz), OSCCAL, its writes, the largest single OSCCAL step (ppm), CLKPR */
+            printf("FREQ %d %u\n", n_nodes, swallowed);
+            for (int k = 0; k < n_nodes; k++) {
+                printf("%d %.1f %u %u %.0f %u\n", k, clk[k].ratio * freq, clk[k].osccal, clk[k].osccal_writes,
+                       clk[k].max_step * 1e6, clk[k].clkps);
             }
         } else if (!strcmp(cmd, "STATS")) {
             printf("STATS %d\n", n_nodes);

@@ -18,6 +18,7 @@ CMD_INFO = 0x03
 CMD_READ = 0x04
 CMD_WRITE = 0x05
 CMD_IDENTIFY = 0x06
+CMD_CLOCK = 0x07
 MAX_SLOTS = 64
 SLOT_SIZE = 8
 LAG = 2
@@ -30,11 +31,12 @@ FLAG_RESET_BROWNOUT = 0x08
 FLAG_RESET_WATCHDOG = 0x10
 FLAG_RX_ERROR = 0x20
 FLAG_VOLTAGE_FAULT = 0x40
+FLAG_CLOCK_FAULT = 0x80
 LATCHED_FLAGS = FLAG_RESET_POWER | FLAG_RESET_BROWNOUT | FLAG_RESET_WATCHDOG | FLAG_RX_ERROR
 
 SETTINGS_CALIBRATED = 0x01
 TEMP_NONE = -32768
-FW_VERSION = (1, 0)
+FW_VERSION = (1, 1)
 
 
 def crc16_update(crc: int, byte: int) -> int:
@@ -76,6 +78,24 @@ class Settings:
 
 
 @dataclass
+class ClockState:
+    """What the CLOCK record reports (docs/protocol.md 3.4; node_fw/src/trim.h)."""
+
+    osccal: int = 0x48
+    osccal_reset: int = 0x48
+    state: int = 0
+    err01: int = 0  # the last clean SOF: own clock against upstream, 0.1 %
+    clean: int = 0
+    steps: int = 0
+    ee_writes: int = 0
+    ee_value: int = 0xFF
+
+    def pack(self) -> bytes:
+        return struct.pack("<BBBbBBBB", self.osccal, self.osccal_reset, self.state, self.err01, self.clean & 0xFF,
+                           self.steps & 0xFF, self.ee_writes & 0xFF, self.ee_value)
+
+
+@dataclass
 class NodeState:
     address: int = 0
     mv: int = 3300
@@ -88,6 +108,7 @@ class NodeState:
     reset_cause: int = 0x01
     uptime: int = 0
     identify: bool = False
+    clock: ClockState = field(default_factory=ClockState)
 
 
 class NodeModel:
@@ -185,8 +206,9 @@ class NodeModel:
                     self._record = self.record(index)
                 if index == self._claimed:
                     byte = self._record[offset]
-            elif self._cmd in (CMD_INFO, CMD_READ) and mine and index == 0:
-                rec = self.info_record() if self._cmd == CMD_INFO else s.settings.pack()
+            elif self._cmd in (CMD_INFO, CMD_READ, CMD_CLOCK) and mine and index == 0:
+                rec = (self.info_record() if self._cmd == CMD_INFO else s.settings.pack() if self._cmd == CMD_READ
+                       else s.clock.pack())
                 byte = rec[offset]
             elif self._cmd == CMD_WRITE and mine and index == 0:
                 self._payload.append(byte)
@@ -216,7 +238,7 @@ class NodeModel:
                 s.address = self._claimed + 1
                 s.flags &= ~LATCHED_FLAGS
                 s.scans = (s.scans + 1) & 0xFF
-            elif mine and self._cmd in (CMD_INFO, CMD_READ, CMD_IDENTIFY) and self._cnt >= (
+            elif mine and self._cmd in (CMD_INFO, CMD_READ, CMD_CLOCK, CMD_IDENTIFY) and self._cnt >= (
                 0 if self._cmd == CMD_IDENTIFY else 1
             ):
                 done = True

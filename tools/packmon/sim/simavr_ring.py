@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .clocks import ClockSpread
 from .model_ring import Exchange
 
 RESET_CAUSES = {"power": "por", "external": "ext", "brownout": "bor", "watchdog": "wdt"}
@@ -33,8 +34,8 @@ HARNESS = HARNESS_DIR / "build" / "ring_harness"
 F_CPU = 8000000  # the bare ATtiny85 image; 16500000 runs the Digispark image (same sources, F_CPU-derived timing)
 
 
-def elf_for(f_cpu: int = F_CPU) -> Path:
-    return FW_DIR / "build" / f"sim-{int(f_cpu)}" / "node.elf"
+def elf_for(f_cpu: int = F_CPU, trim: bool = True) -> Path:
+    return FW_DIR / "build" / f"sim-{int(f_cpu)}{'' if trim else '-notrim'}" / "node.elf"
 
 
 INSTALL = "apt-get install gcc-avr binutils-avr avr-libc simavr libsimavr-dev libelf-dev make gcc"
@@ -64,9 +65,9 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def build(f_cpu: int = F_CPU) -> None:
+def build(f_cpu: int = F_CPU, trim: bool = True) -> None:
     """Build the simulation image of the firmware for f_cpu and the harness (quick when up to date)."""
-    for args in (["make", "-s", "-C", str(FW_DIR), "SIM=1", f"F_CPU={int(f_cpu)}"],
+    for args in (["make", "-s", "-C", str(FW_DIR), "SIM=1", f"F_CPU={int(f_cpu)}", f"TRIM={int(trim)}"],
                  ["make", "-s", "-C", str(HARNESS_DIR)]):
         r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode != 0:
@@ -98,6 +99,37 @@ def expected_temp(temp_dc: int, offset: int = 0) -> int:
     num = (s - 4800) * 650
     q = (num + 560) // 1120 if num >= 0 else -((-num + 560) // 1120)
     return 250 + q + offset
+
+
+def fifo_symbols(elf: Path) -> tuple[int, int, int] | None:
+    """(size, data address of tx_head, of tx_tail) from the image's symbols, or None without avr-nm."""
+    if not shutil.which("avr-nm"):
+        return None
+    out = subprocess.run(["avr-nm", "-S", str(elf)], capture_output=True, text=True).stdout
+    addr: dict[str, tuple[int, int]] = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 4 and f[3] in ("tx_head", "tx_tail", "tx_fifo"):
+            addr[f[3]] = (int(f[0], 16) & 0xFFFF, int(f[1], 16))
+    if len(addr) != 3:
+        return None
+    return addr["tx_fifo"][1], addr["tx_head"][0], addr["tx_tail"][0]
+
+
+def default_osccal(src_hz: int) -> int:
+    """The factory OSCCAL the harness gives its chips: where the typical curve gives the nominal RC
+    frequency (8 MHz; 8.25 MHz under the Digispark's PLL, in the upper range, where micronucleus may
+    leave it)."""
+    return 0x8C if src_hz == 16500000 else 0x48
+
+
+@dataclass
+class NodeClock:
+    hz: float
+    osccal: int
+    osccal_writes: int
+    max_step: float  # largest relative frequency change of one OSCCAL write
+    clkps: int
 
 
 @dataclass
@@ -138,14 +170,20 @@ class SimavrRing:
     """N real node images in simavr. Same interface as ModelRing (see model_ring.py)."""
 
     def __init__(self, n: int, mv: list[int] | int = 3300, temp: list[int] | int = 250, baud: int = 9600,
-                 ber: float = 0.0, seed: int = 1, f_cpu: int = F_CPU) -> None:
+                 ber: float = 0.0, seed: int = 1, f_cpu: int = F_CPU, clocks: ClockSpread | None = None,
+                 src_hz: int | None = None, osccal0: int | None = None, trim: bool = True) -> None:
+        """clocks: each node's factory clock error, OSCCAL slope and each hop's coupler delays
+        (sim/clocks.py); src_hz: the clock source before CLKPR (16500000 for the Digispark image built
+        at F_CPU=8250000, which halves it at start); osccal0: the OSCCAL value the chips load at reset;
+        trim=False runs the image built without the clock trim (make TRIM=0)."""
         if baud != 9600:
             raise ValueError("the firmware image is built for 9600 baud")
         ok, why = available()
         if not ok:
             raise RuntimeError(f"simavr ring unavailable: {why}")
-        build(f_cpu)
+        build(f_cpu, trim)
         self.f_cpu = int(f_cpu)
+        self.trim = trim
         self.baud = baud
         self.ber = ber
         self._broken = False
@@ -154,9 +192,11 @@ class SimavrRing:
         import random
 
         self.rng = random.Random(seed)
+        src = int(src_hz or f_cpu)
+        cal = osccal0 if osccal0 is not None else default_osccal(src)
         self.proc = subprocess.Popen(
-            [str(HARNESS), str(elf_for(f_cpu)), str(n), str(int(f_cpu))], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, bufsize=1,
+            [str(HARNESS), str(elf_for(f_cpu, trim)), str(n), str(int(f_cpu)), str(src), str(cal)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
         )
         line = self._readline()
         while line.startswith("Loaded"):  # simavr's ELF loader reports on stdout
@@ -167,6 +207,19 @@ class SimavrRing:
         self.truth_temp = [0] * n
         mvs = mv if isinstance(mv, list) else [mv] * n
         temps = temp if isinstance(temp, list) else [temp] * n
+        self.clocks = clocks
+        syms = fifo_symbols(elf_for(f_cpu, trim))
+        if syms:
+            self._cmd(f"FIFO {syms[0]} {syms[1]} {syms[2]}")
+        if clocks is not None:
+            if len(clocks.err_ppm) != n:
+                raise ValueError("clocks must describe every node")
+            self._cmd(f"DRIFT {clocks.kv_ppm:.1f} {clocks.kt_ppm:.1f}")
+            for i in range(n):
+                self._cmd(f"CLOCK {i} {clocks.err_ppm[i]:.1f} {clocks.slope[i]:.4f}")
+            for hop in range(n + 1):
+                rise, fall = clocks.edge_us(hop)
+                self._cmd(f"EDGE {hop} {rise:.3f} {fall:.3f}")
         for i in range(n):
             self._set(i, mvs[i], temps[i])
         self._cmd("RUN 250")  # let every node measure its new values
@@ -194,6 +247,7 @@ class SimavrRing:
         if temp is not None:
             self.truth_temp[phys] = temp
             self._cmd(f"TEMPMV {phys} {temp_sensor_mv(temp):.3f}")
+            self._cmd(f"TEMPC {phys} {temp / 10:.1f}")
 
     # -- the engine interface (indices are positions in the ring as it is now) ---------------------
     @property
@@ -274,6 +328,30 @@ class SimavrRing:
         _, hexdata, seconds, framing, hops = fields[:5]
         rx = b"" if hexdata == "-" else bytes.fromhex(hexdata)
         return SimExchange(self._noisy(rx), float(seconds), [int(h) for h in hops.split(",")], int(framing))
+
+    def clock_state(self) -> tuple[list[NodeClock], int]:
+        """Each node's clock now (frequency, OSCCAL, OSCCAL writes, largest single step, CLKPR) and
+        the pulses the couplers swallowed so far."""
+        head = self._cmd("FREQ").split()
+        out = []
+        for _ in range(int(head[1])):
+            _, hz, osccal, writes, step, clkps = self._readline().split()
+            out.append(NodeClock(float(hz), int(osccal), int(writes), int(float(step)) / 1e6, int(clkps)))
+        return out, int(head[2])
+
+    def wires(self) -> list[bytes]:
+        """The bytes each node transmitted during the last exchange, in ring order (a byte with a low
+        stop bit appears inverted)."""
+        head = self._cmd("WIRES")
+        logs = {}
+        for _ in range(int(head.split()[1])):
+            f = self._readline().split()
+            logs[int(f[0])] = bytes.fromhex(f[1]) if len(f) > 1 else b""
+        return [logs[p] for p in self._active]
+
+    def fifo_hwm(self) -> list[int]:
+        """Each node's TX FIFO high-water mark (bytes waiting) since the last call, physical order."""
+        return [int(v) for v in self._cmd("HWM").split()[1:]]
 
     def stats(self) -> list[NodeStats]:
         head = self._cmd("STATS")

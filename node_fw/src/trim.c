@@ -1,0 +1,136 @@
+#include "trim.h"
+
+void trim_init(trim_t *t, uint8_t osccal_now, uint8_t stored)
+{
+    t->osccal = osccal_now;
+    t->osccal0 = osccal_now;
+    t->state = 0;
+    t->err01 = 0;
+    t->clean = 0;
+    t->steps = 0;
+    t->ee_writes = 0;
+    t->ee_value = stored;
+    t->pending = TRIM_NONE;
+    t->near_run = 0;
+    t->off_run = 0;
+    t->off_sign = 0;
+    /* A stored value is a start only if it is in the same range and near the reset value: the
+     * EEPROM may hold anything (a blank chip, another firmware's data). */
+    if (stored != 0xFF && (stored & 0x80) == (osccal_now & 0x80)) {
+        int16_t d = (int16_t)stored - (int16_t)osccal_now;
+        if (d >= -40 && d <= 40) {
+            t->osccal = stored;
+            t->state |= TRIM_EEPROM;
+        }
+    }
+}
+
+/* OSCCAL target down by lsbs (up if negative), clamped to its range (bit 7 kept) */
+static void move(trim_t *t, int16_t lsbs)
+{
+    uint8_t base = t->osccal & 0x80;
+    int16_t target = (int16_t)(t->osccal & 0x7F) - lsbs;
+    t->state &= (uint8_t)~TRIM_LIMIT;
+    if (target < 0) {
+        target = 0;
+        t->state |= TRIM_LIMIT;
+    } else if (target > 127) {
+        target = 127;
+        t->state |= TRIM_LIMIT;
+    }
+    t->steps = (uint8_t)(t->steps + (target > (t->osccal & 0x7F) ? target - (t->osccal & 0x7F)
+                                                              : (t->osccal & 0x7F) - target));
+    t->osccal = (uint8_t)(base | target);
+}
+
+
+/* a / b rounded half away from zero, |a| < 65536, 0 < b: 16-bit division only (flash) */
+static int16_t round_div(int16_t sign, uint16_t mag, uint16_t b)
+{
+    int16_t q = (int16_t)((mag + b / 2) / b);
+    return sign < 0 ? (int16_t)-q : q;
+}
+
+uint8_t trim_sof(trim_t *t, uint16_t span)
+{
+    int16_t err = (int16_t)(span - (uint16_t)TRIM_NOMINAL);
+    uint16_t mag = (uint16_t)(err < 0 ? -err : err);
+    t->pending = TRIM_NONE;
+    if (mag > (uint16_t)(TRIM_NOMINAL / TRIM_PLAUSIBLE)) {
+        return 0;
+    }
+    t->pending = err;
+    /* 0.1 %: mag * 1000 / NOMINAL as a multiply and a shift, clamped to +-12.7 % */
+    uint16_t m01 = (uint16_t)((mag * (uint16_t)(64000UL / (uint16_t)TRIM_NOMINAL) + 32) >> 6);
+    if (m01 > 127) {
+        m01 = 127;
+    }
+    t->err01 = (int8_t)(err < 0 ? -(int16_t)m01 : (int16_t)m01);
+    t->state |= TRIM_MEASURED;
+    t->clean++;
+    if (t->state & TRIM_LOCKED) {
+        return 0;
+    }
+    /* acquisition: the clock must change by -err / (nominal + err) of itself; one LSB at c is
+     * 1 / (c + K) of it */
+    uint8_t old = t->osccal;
+    uint8_t k = (old & 0x80) ? TRIM_K_HIGH : TRIM_K_LOW;
+    move(t, round_div(err, (uint16_t)(mag * (uint16_t)((old & 0x7F) + k)), (uint16_t)(TRIM_NOMINAL + err)));
+    return t->osccal != old;
+}
+
+uint8_t trim_frame_end(trim_t *t, uint8_t good)
+{
+    int16_t err = t->pending;
+    const int16_t lsb = TRIM_LSB_COUNTS;
+    uint8_t old = t->osccal;
+    t->pending = TRIM_NONE;
+    if (good) {
+        t->off_run = 0;
+        if (err == TRIM_NONE) {
+            return 0;
+        }
+        const int16_t band = TRIM_BAND;
+        if (!(t->state & TRIM_LOCKED)) {
+            if ((err < 0 ? -err : err) * 2 <= lsb * 3) {
+                if (++t->near_run >= TRIM_LOCK_AFTER) {
+                    t->state |= TRIM_LOCKED;
+                }
+            } else {
+                t->near_run = 0;
+            }
+        } else if (err > band) {
+            move(t, 1);
+        } else if (err < -band) {
+            move(t, -1);
+        } else {
+            t->state &= (uint8_t)~TRIM_LIMIT;
+        }
+        return t->osccal != old;
+    }
+    t->near_run = 0;
+    if (err != TRIM_NONE && (t->state & TRIM_LOCKED) && (err > 2 * lsb || err < -2 * lsb)) {
+        int8_t sign = err > 0 ? 1 : -1;
+        t->off_run = (uint8_t)(sign == t->off_sign ? t->off_run + 1 : 1);
+        t->off_sign = sign;
+        if (t->off_run >= TRIM_LOSE_AFTER) {
+            t->state &= (uint8_t)~TRIM_LOCKED;
+            t->off_run = 0;
+        }
+    } else {
+        t->off_run = 0;
+    }
+    return 0;
+}
+
+uint8_t trim_store_wanted(const trim_t *t)
+{
+    if (!(t->state & TRIM_LOCKED)) {
+        return 0;
+    }
+    if (t->ee_value == 0xFF) {
+        return 1;
+    }
+    int16_t d = (int16_t)t->osccal - (int16_t)t->ee_value;
+    return d >= 2 || d <= -2;
+}

@@ -1,0 +1,150 @@
+"""The node's clock trim (node_fw/src/trim.c), line for line, for the Python model ring.
+
+A node measures the bit period of each SOF (0xA5) that wakes it: the span from the first to the last
+rising edge (bits 1..8, 7 bit times) plus the span between the falling edges at bits 2 and 7 (5 bit
+times), 12 bit times in all, in Timer0 counts (8 CPU cycles). Same-type edges only, so a coupler's
+rise/fall skew cancels. NOMINAL_SPAN counts mean the upstream clock and the node's agree.
+
+* Acquisition (after a reset, or when the lock is lost): every clean measurement moves OSCCAL at once
+  by the whole error, before the node forwards the SOF, one LSB a write (at most ~1.5 %, under the
+  datasheet's 2 % per change). How many LSBs: the typical curve is close to a straight line in each
+  range, f = a (1 + c / K) with K = 69 (low range) or 106 (upper range), so one LSB at c changes the
+  frequency by 1 / (c + K) of itself whatever the chip's own scale a; the clock must change by
+  -err / (nominal + err), so steps = err (c + K) / (nominal + err).
+* Lock: LOCK_AFTER frames in a row whose CRC the node found good, each measured within 1.5 LSB of its
+  clock (so the correction was at most one LSB). Two, not one: after power-on the nodes upstream may
+  still be settling (each follows its own upstream neighbour), and a node locked too early would then
+  see its upstream move by more than tracking follows.
+* Tracking (locked): only at the end of a frame with a good CRC, one LSB towards the upstream clock if
+  its SOF measured more than TRACK_BAND off. A frame with a bad CRC never moves the trim.
+* Lock loss: LOSE_AFTER consecutive bad frames whose SOFs all measured more than 2 LSB off in the same
+  direction (a clock that really moved); noise does not agree with itself that way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TICK_COUNTS_8MHZ = 26
+SPAN_BITS = 12
+LSB_PPM = 7100  # the typical slope near 8 MHz (low range); a chip's own may differ by +-30 %
+K_LOW, K_HIGH = 69, 106  # the curve's 1/slope in LSBs: a relative step is 1 / (c + K)
+LOSE_AFTER = 8
+LOCK_AFTER = 2
+PLAUSIBLE = 4  # a measurement more than 1/4 off is not a SOF from a node of this ring
+
+STATE_LOCKED = 0x01
+STATE_LIMIT = 0x02  # OSCCAL is at the end of its range and the clock is still off: out of trim range
+STATE_EEPROM = 0x04  # started from the value stored in EEPROM
+STATE_MEASURED = 0x08  # a clean measurement has been made since the start
+
+
+def nominal_span(tick_counts: int = TICK_COUNTS_8MHZ) -> int:
+    return SPAN_BITS * 4 * tick_counts
+
+
+@dataclass
+class Trim:
+    osccal: int
+    osccal0: int
+    tick_counts: int = TICK_COUNTS_8MHZ
+    locked: bool = False
+    limit: bool = False
+    from_eeprom: bool = False
+    measured: bool = False
+    pending: int | None = None  # error (counts) of this frame's SOF, if it was clean
+    last_err: int = 0
+    clean: int = 0  # clean measurements, mod 256
+    steps: int = 0  # OSCCAL LSBs moved, mod 256
+    err01: int = 0  # the last clean measurement in 0.1 %
+    off_run: int = 0
+    off_sign: int = 0
+    near_run: int = 0
+
+    @property
+    def nominal(self) -> int:
+        return nominal_span(self.tick_counts)
+
+    @property
+    def lsb(self) -> int:
+        return max(1, (self.nominal * LSB_PPM + 500000) // 1000000)
+
+    @property
+    def band(self) -> int:
+        return (self.lsb * 2 + 2) // 3  # tracking dead band: 2/3 LSB
+
+    def _move(self, lsbs: int) -> None:
+        """OSCCAL target down by lsbs (negative: up) within its range (bit 7 kept); the firmware walks
+        there one LSB a write (at most ~1.5 %, under the datasheet's 2 %)."""
+        base = self.osccal & 0x80
+        cal = self.osccal & 0x7F
+        target = cal - lsbs
+        self.limit = target < 0 or target > 127
+        target = min(127, max(0, target))
+        self.steps = (self.steps + abs(target - cal)) & 0xFF
+        self.osccal = base | target
+
+    def sof(self, span: int) -> None:
+        """A SOF was measured: span counts over 12 of its bit times. Called before the node forwards."""
+        err = span - self.nominal
+        self.pending = None
+        if abs(err) > self.nominal // PLAUSIBLE:
+            return
+        self.pending = err
+        self.last_err = err
+        m01 = min(127, (abs(err) * (64000 // self.nominal) + 32) >> 6)
+        self.err01 = -m01 if err < 0 else m01
+        self.measured = True
+        self.clean = (self.clean + 1) & 0xFF
+        if not self.locked:
+            k = K_HIGH if self.osccal & 0x80 else K_LOW
+            self._move(_round_div(err * ((self.osccal & 0x7F) + k), self.nominal + err))
+
+    def frame_end(self, good: bool) -> None:
+        err = self.pending
+        self.pending = None
+        if good:
+            self.off_run = 0
+            if err is None:
+                return
+            if not self.locked:
+                if abs(err) * 2 <= self.lsb * 3:
+                    self.near_run += 1
+                    if self.near_run >= LOCK_AFTER:
+                        self.locked = True
+                else:
+                    self.near_run = 0
+            elif err > self.band:
+                self._move(1)
+            elif err < -self.band:
+                self._move(-1)
+            else:
+                self.limit = False
+            return
+        self.near_run = 0
+        if err is not None and self.locked and abs(err) > 2 * self.lsb:
+            sign = 1 if err > 0 else -1
+            self.off_run = self.off_run + 1 if sign == self.off_sign else 1
+            self.off_sign = sign
+            if self.off_run >= LOSE_AFTER:
+                self.locked = False
+                self.off_run = 0
+        else:
+            self.off_run = 0
+
+    def init(self, osccal: int, stored: int) -> None:
+        """trim_init: start from the stored EEPROM value when it is sane (same range, within 40 LSB)."""
+        self.__init__(osccal, osccal, self.tick_counts)  # type: ignore[misc]
+        if stored != 0xFF and (stored & 0x80) == (osccal & 0x80) and abs(stored - osccal) <= 40:
+            self.osccal = stored
+            self.from_eeprom = True
+
+    def state(self) -> int:
+        return ((STATE_LOCKED if self.locked else 0) | (STATE_LIMIT if self.limit else 0)
+                | (STATE_EEPROM if self.from_eeprom else 0) | (STATE_MEASURED if self.measured else 0))
+
+
+def _round_div(a: int, b: int) -> int:
+    """a / b rounded half away from zero (as the C does)."""
+    q = (abs(a) + b // 2) // b
+    return q if a >= 0 else -q
