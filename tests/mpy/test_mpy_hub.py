@@ -132,4 +132,3 @@ def test_64_packs_1000_scans_in_a_100k_heap(mosquitto) -> None:
         last = hub.wait_line("done cycles 1000")
         assert "cycle 1000 packs 64 fresh 64" in "\n".join(hub.lines[-3:]), out
         print(last)
-
