@@ -79,6 +79,12 @@ class Estimator:
         self.anchor_soc = _filled(m, _NONE)  # SOC at the last rest point
         self.anchor_q = array("i", bytes(4 * m))  # the bank's charge counter then
         self.resyncs = array("i", bytes(4 * m))
+        self.full_bias = 0  # 0.01 %: how much the voltage at full (less I*R) reads above the SOC (learned)
+        self.full_n = 0
+        self.full_med = 0
+        self.full_q = 0
+        self.full_pending = False
+        self.last_sync_bias = 0
         self.rest_syncs = 0  # bank resyncs at rest / at full (diagnostics)
         self.full_syncs = 0
         # bank
@@ -289,6 +295,11 @@ class Estimator:
         socs = self._socs
         errs = self._errs
         ne = 0
+        dq_full = self.qnet - self.full_q
+        # a rest right after a full charge (little charge moved since) re-anchors: it is the better reading of the
+        # two, and the full one is learned from it (below)
+        near = -self.nominal_cq // 20 <= dq_full <= self.nominal_cq // 20
+        reanchor = kind == _KIND_REST and self.full_pending and near
         for i in range(self.n):
             mv = bank.voltage_mv(i, now, td)
             if mv == 0:
@@ -300,6 +311,10 @@ class Estimator:
             if kind == _KIND_REST and sv > 300:
                 continue  # flat part of the curve (LFP): the voltage's error is more than 3 % of SOC there
             s = ocv.soc_of(table, v)
+            if kind == _KIND_FULL:
+                s -= self.full_bias  # what the rests after full charges showed the tail's voltage to overstate
+                if s < 0:
+                    s = 0
             cap = health.capacity_cq(i)
             target = s * (cap // 10000)
             a = self.anchor_soc[i]
@@ -308,7 +323,7 @@ class Estimator:
                 # again, so the charge counted in between less the OCV's change is the sensor's error
                 errs[ne] = (self.qnet - self.anchor_q[i]) - (s - a) * (cap // 10000)
                 ne += 1
-            if self.known[i]:
+            if self.known[i] and not reanchor:
                 # blend: the count and the voltage each with its uncertainty (0.01 % units); the tables agree
                 # at the top (the charge voltage is 100 %), less mid-curve
                 sc = count_unc_bp
@@ -348,8 +363,26 @@ class Estimator:
         # error is not the count's)
         self.count_unc = _isqrt(post_max) * self.nominal_cq // 10000
         med_soc = _median(socs, m)
+        # the full-charge reading's bias: a rest soon after a full resync, with little charge moved in between,
+        # says what the packs' SOC was at full; the tail current's polarisation (beyond I*R) made the voltage
+        # read higher by the difference. Learned here, subtracted at the next full resyncs.
+        if kind == _KIND_FULL:
+            self.full_med = med_soc + self.full_bias  # the raw reading
+            self.full_q = self.qnet
+            self.full_pending = True
+        elif self.full_pending:
+            self.full_pending = False
+            if reanchor:
+                b = self.full_med - (med_soc - dq_full * 10000 // self.nominal_cq)
+                b = self.full_bias + (b - self.full_bias) // 2 if self.full_n else b
+                self.full_bias = 0 if b < 0 else (1500 if b > 1500 else b)
+                self.full_n += 1
+                self.events += 1
         # offset: between two resyncs in the same region of the curve, the counted charge should be zero error
-        if ne * 2 > m and self.last_sync_s >= 0:
+        # (pairs of the same kind only, and for two full charges the same learned bias: otherwise what changed in
+        # between is the reading, not the sensor)
+        same = kind == self.last_sync_kind and (kind != _KIND_FULL or self.full_bias == self.last_sync_bias)
+        if same and ne * 2 > m and self.last_sync_s >= 0:
             el = self.count_s - self.last_sync_s
             if el >= 4 * 3600:
                 err_cq = _median(errs, ne)
@@ -363,6 +396,7 @@ class Estimator:
         self.last_sync_q = self.qnet
         self.last_sync_soc = med_soc
         self.last_sync_kind = kind
+        self.last_sync_bias = self.full_bias
         if kind == _KIND_FULL:
             self.full_syncs += 1
         else:
@@ -377,6 +411,8 @@ class Estimator:
         d["v"] = 1
         d["offset_ua"] = self.offset_ua
         d["offset_n"] = self.offset_n
+        d["full_bias"] = self.full_bias
+        d["full_n"] = self.full_n
         d["q"] = [self.q[i] for i in range(n)]
         d["known"] = [self.known[i] for i in range(n)]
         d["wall"] = self._wall() if self._wall is not None else None
@@ -390,6 +426,10 @@ class Estimator:
         if isinstance(off, int):
             self.offset_ua = off
             self.offset_n = d.get("offset_n", 0)
+        fb = d.get("full_bias", 0)
+        if isinstance(fb, int) and 0 <= fb <= 1500:
+            self.full_bias = fb
+            self.full_n = d.get("full_n", 0)
         # SOC only if we know how long the hub was off, and it was short: else unknown until a resync
         saved = d.get("wall")
         now = self._wall() if self._wall is not None else None
