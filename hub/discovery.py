@@ -9,8 +9,8 @@
 #   gate;component;scope;quantity;name;topic;field;flags;extra
 #
 #   gate       empty, or a capability name: the row is emitted only while the capability is on. Capabilities
-#              come from the config (caps() below): "probes" today; later branches add theirs ("shunt",
-#              "battery", "outputs") to caps() and gate their rows with them.
+#              come from the config (caps() below): "probes", "shunt" (a shunt block enabled), "battery"
+#              (a battery block enabled), and one per protection output in use.
 #   component  HA component: sensor, binary_sensor, button, ...
 #   scope      pack (one entity per pack in the ring), probe (one per DS18B20 probe), or a name used once
 #              (bank, alarm, hub, ring, output, ...). The object id, which is also the unique id and makes
@@ -22,11 +22,14 @@
 #              row, "#" stands for the pack number or the probe id (in name and extra too). It is the state
 #              topic, or with CMD the command topic.
 #   field      empty: the topic's payload is the value (a plain number or text). Otherwise an expression on
-#              the topic's JSON after "value_json.": min, errors.values()|sum. A JSON null shows as unknown
+#              the topic's JSON after "value_json.": min, errors.values()|sum, ok == false (a binary sensor
+#              on when a flag is false), coverage and (value_json.coverage * 100)|round(1) (arithmetic on a
+#              field that can be null: null stays null, no template error). A JSON null shows as unknown
 #              (on a number: give it a unit, a state class or a precision, or HA shows "None"); a
 #              binary_sensor shows a true field as on. The field must always be in the payload (null when
 #              unknown): a missing key makes HA log a template warning.
-#   flags      space-separated words. How the entity becomes unavailable, one of:
+#   flags      space-separated words. How the entity becomes unavailable, one of (OWN and PACK may go
+#              together: a per-pack plain topic that can be unknown while its pack is fresh, as a pack's SOC):
 #                (none)  HUB: unavailable while P/status is offline (the last will, a clean stop)
 #                OWN     HUB, and unavailable while its own topic holds no value: the empty retained
 #                        payload of the unknown-value convention (docs/hub.md, "Unknown values")
@@ -37,7 +40,8 @@
 #                command topic (a button: no state, no template, no EXP).
 #   extra      more JSON members, raw, with HA's abbreviated keys: "unit_of_meas":"V","dev_cla":"voltage"
 #
-# Rows other branches add (not in ROWS today; their topics come with them), one per kind of entity:
+# The kinds of row, one example each (tests/test_home_assistant.py checks each kind in Home Assistant; the
+# first is the shunt's row in ROWS, the others show the shape on topics of their own):
 #   shunt;sensor;bank;current;Current;/bank/current;;OWN EXP;"unit_of_meas":"A","dev_cla":"current","stat_cla":"measurement","sug_dsp_prc":2
 #       a plain-number topic (emptied when unknown)
 #   battery;sensor;bank;soc;State of charge;/bank/battery;soc;EXP;"unit_of_meas":"%","dev_cla":"battery","stat_cla":"measurement"
@@ -77,6 +81,12 @@ _HASH = const(35)  # "#"
 # of P/bank/state, null while unknown. One binary_sensor per alarm (hub/alarms.py NAMES), with value,
 # threshold and pack as attributes. The hub, and the ring's health from P/ring (errors by reason are the
 # attributes of ring_errors). DS18B20 probes: P/probe/<rom>/temperature, emptied when a reading fails.
+# Protection outputs (hub/protect_topics.py). With a shunt (hub/shunt_topics.py): P/bank/current and power,
+# emptied when unknown; energy in and out in kWh for HA's Energy dashboard (lifetime, and today's, null until
+# NTP knows the day); charge in Ah and the chip's health from P/shunt as diagnostics. With a battery block
+# (hub/soc_topics.py): the bank's SOC, time to full/empty and weakest pack, emptied when unknown; per pack
+# the SOC (its own topic emptied when unknown, and unavailable while the pack is stale) and the learned
+# health from P/pack/<n>/health (null until learned).
 # (One bytes literal: a table of tuples costs ~10 KB of a 100 KB heap, this ~3.5 KB. Rows split as sent.)
 ROWS = b"""\
 ;sensor;pack;voltage;Pack # voltage;/pack/#/voltage;;OWN EXP;"unit_of_meas":"V","dev_cla":"voltage","stat_cla":"measurement","sug_dsp_prc":3
@@ -115,6 +125,26 @@ output_discharge_enable;binary_sensor;output;discharge_enable_latched;Discharge 
 reset_charge_enable;button;output;reset_charge_enable;Reset charge latch;/cmd/reset;;CMD;"pl_prs":"charge_enable","ent_cat":"config"
 reset_discharge_enable;button;output;reset_discharge_enable;Reset discharge latch;/cmd/reset;;CMD;"pl_prs":"discharge_enable","ent_cat":"config"
 probes;sensor;probe;temperature;Probe # temperature;/probe/#/temperature;;OWN EXP;"unit_of_meas":"\xc2\xb0C","dev_cla":"temperature","stat_cla":"measurement","sug_dsp_prc":1
+shunt;sensor;bank;current;Current;/bank/current;;OWN EXP;"unit_of_meas":"A","dev_cla":"current","stat_cla":"measurement","sug_dsp_prc":2
+shunt;sensor;bank;power;Power;/bank/power;;OWN EXP;"unit_of_meas":"W","dev_cla":"power","stat_cla":"measurement","sug_dsp_prc":0
+shunt;sensor;bank;energy_in;Energy in;/bank/energy;in_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;energy_out;Energy out;/bank/energy;out_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;energy_in_today;Energy in today;/bank/energy;today_in_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;energy_out_today;Energy out today;/bank/energy;today_out_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;charge_in;Charge in;/bank/energy;in_ah;EXP DIAG;"unit_of_meas":"Ah","stat_cla":"total_increasing","sug_dsp_prc":2,"ic":"mdi:battery-plus-outline"
+shunt;sensor;bank;charge_out;Charge out;/bank/energy;out_ah;EXP DIAG;"unit_of_meas":"Ah","stat_cla":"total_increasing","sug_dsp_prc":2,"ic":"mdi:battery-minus-outline"
+shunt;binary_sensor;shunt;problem;Shunt problem;/shunt;ok == false;EXP DIAG ATTR;"dev_cla":"problem"
+shunt;sensor;shunt;coverage;Shunt coverage;/shunt;coverage and (value_json.coverage * 100)|round(1);EXP DIAG;"unit_of_meas":"%","stat_cla":"measurement","sug_dsp_prc":1,"ic":"mdi:timer-sand-complete"
+battery;sensor;bank;soc;State of charge;/bank/soc;;OWN EXP;"unit_of_meas":"%","dev_cla":"battery","stat_cla":"measurement","sug_dsp_prc":1
+battery;sensor;bank;time_to_full;Time to full;/bank/time_to_full;;OWN EXP;"unit_of_meas":"min","dev_cla":"duration","stat_cla":"measurement","sug_dsp_prc":0
+battery;sensor;bank;time_to_empty;Time to empty;/bank/time_to_empty;;OWN EXP;"unit_of_meas":"min","dev_cla":"duration","stat_cla":"measurement","sug_dsp_prc":0
+battery;sensor;bank;weakest;Weakest pack;/bank/weakest;;OWN EXP;"sug_dsp_prc":0,"ic":"mdi:battery-alert-variant-outline"
+battery;sensor;pack;soc;Pack # SOC;/pack/#/soc;;OWN PACK EXP;"unit_of_meas":"%","dev_cla":"battery","stat_cla":"measurement","sug_dsp_prc":1
+battery;sensor;pack;capacity;Pack # capacity;/pack/#/health;capacity_ah;PACK;"unit_of_meas":"Ah","stat_cla":"measurement","sug_dsp_prc":2,"ic":"mdi:battery-arrow-up-outline"
+battery;sensor;pack;soh;Pack # state of health;/pack/#/health;soh;PACK;"unit_of_meas":"%","stat_cla":"measurement","sug_dsp_prc":1,"ic":"mdi:battery-heart-variant"
+battery;sensor;pack;resistance;Pack # resistance;/pack/#/health;resistance_mohm;PACK;"unit_of_meas":"m\xce\xa9","stat_cla":"measurement","sug_dsp_prc":2,"ic":"mdi:omega"
+battery;sensor;pack;health_confidence;Pack # health confidence;/pack/#/health;confidence;PACK DIAG;"stat_cla":"measurement","sug_dsp_prc":2,"ic":"mdi:check-decagram-outline"
+battery;binary_sensor;pack;weakest;Pack # weakest;/pack/#/health;weakest;PACK;"dev_cla":"problem"
 """
 
 
@@ -157,6 +187,10 @@ def caps(cfg):
     out = [b""]
     if cfg["probes"]["enabled"]:
         out.append(b"probes")
+    if cfg["shunt"]["enabled"]:  # bank current, power, energy, the shunt's health (hub/shunt_topics.py)
+        out.append(b"shunt")
+    if cfg["battery"]["enabled"]:  # SOC, time to full/empty, per-pack health (hub/soc_topics.py)
+        out.append(b"battery")
     outs = cfg.get("outputs")  # protection outputs (hub/protect.py): a binary sensor per output in use
     if outs:
         reset = cfg["protect"]["mqtt_reset"]
@@ -341,8 +375,8 @@ class Discovery:
         if field:
             b.s(b',"val_tpl":"{{')
             if comp == b"binary_sensor":
-                b.s(b"(value_json.").s(field).s(b" and 'ON' or 'OFF') if value and value_json.").s(field)
-                b.s(b' is not none else None}}"')
+                b.s(b"(value_json.").s(field).s(b" and 'ON' or 'OFF') if value and (value_json.").s(field)
+                b.s(b') is not none else None}}"')
             else:
                 b.s(b"value_json.").s(field).s(b' if value else None}}"')
         if b"ATTR" in flags:
@@ -350,13 +384,15 @@ class Discovery:
             self._put(topic, sub)
             b.s(b'","json_attr_tpl":"{{value or \'{}\'}}"')  # a deleted topic: no attributes, no warning
         if b"OWN" in flags or b"PACK" in flags:
-            b.s(b',"avty_mode":"all","avty":[{"t":"~/status"},{"t":"~')
+            b.s(b',"avty_mode":"all","avty":[{"t":"~/status"}')
             if b"OWN" in flags:
+                b.s(b',{"t":"~')
                 self._put(topic, sub)
-                b.s(b'","val_tpl":"{{\'online\' if value else \'offline\'}}"}]')
-            else:
-                b.s(b"/pack/").i(sub).s(b'/state","val_tpl":"{{\'online\' if \'\\"stale\\":false\' in value '
-                                         b'else \'offline\'}}"}]')
+                b.s(b'","val_tpl":"{{\'online\' if value else \'offline\'}}"}')
+            if b"PACK" in flags:  # (both: a per-pack value that can be unknown while its pack is fresh)
+                b.s(b',{"t":"~/pack/').i(sub).s(b'/state","val_tpl":"{{\'online\' if \'\\"stale\\":false\' in value '
+                                                b'else \'offline\'}}"}')
+            b.c(93)  # "]"
         elif b"NOAV" not in flags:
             b.s(b',"avty_t":"~/status"')
         if b"EXP" in flags:

@@ -5,7 +5,8 @@
 #   <prefix>/bank/power    retained  watts (current x the bank voltage the nodes report); empty while the
 #                                    current or any pack's voltage is unknown
 #   <prefix>/bank/energy   retained  JSON: Wh and Ah in and out, lifetime and for `today` (UTC date from
-#                                    NTP; null, with null daily values, until the time is known)
+#                                    NTP; null, with null daily values, until the time is known); the
+#                                    energies again in kWh (for Home Assistant's Energy dashboard)
 #   <prefix>/shunt         live      JSON: the chip's health and its counters of bad readings
 #
 # Payloads go through the publisher's preallocated buffers: no allocation per cycle.
@@ -63,6 +64,11 @@ def _energy(pub, e, st):
     _opt(m.s(b',"today_out_wh":'), e.d_out_mwh, daily)
     _opt(m.s(b',"today_in_ah":'), e.d_in_mah, daily)
     _opt(m.s(b',"today_out_ah":'), e.d_out_mah, daily)
+    # the same energies in kWh (mWh shown with 6 decimals: exact text, no division in a Home Assistant
+    # template, which could not divide a null without a warning)
+    m.s(b',"in_kwh":').fixed(e.in_mwh, 6).s(b',"out_kwh":').fixed(e.out_mwh, 6)
+    _opt(m.s(b',"today_in_kwh":'), e.d_in_mwh, daily, 6)
+    _opt(m.s(b',"today_out_kwh":'), e.d_out_mwh, daily, 6)
     m.s(b',"wh_gaps":').i(e.wh_gaps)
     pub._pub(pub._t(b"/bank/energy"), m.c(125).view(), True)
 
@@ -84,9 +90,9 @@ def _diagnostics(pub, s):
     pub._pub(pub._t(b"/shunt"), m.c(125).view(), False)
 
 
-def _opt(m, v, known):
+def _opt(m, v, known, decimals=3):
     if known:
-        m.fixed(v, 3)
+        m.fixed(v, decimals)
     else:
         m.s(b"null")
 
