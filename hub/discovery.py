@@ -40,8 +40,12 @@
 #                command topic (a button: no state, no template, no EXP).
 #   extra      more JSON members, raw, with HA's abbreviated keys: "unit_of_meas":"V","dev_cla":"voltage"
 #
+# Where rows live: ROWS below, except the rows of a capability listed in _MORE, which are ROWS of the module
+# that publishes their topics (hub/shunt_topics.py, hub/soc_topics.py), loaded only with that capability so
+# a hub without it keeps its heap; tables() joins them, in the same format, into the one table.
+#
 # The kinds of row, one example each (tests/test_home_assistant.py checks each kind in Home Assistant; the
-# first is the shunt's row in ROWS, the others show the shape on topics of their own):
+# first is the shunt's row in hub/shunt_topics.py, the others show the shape on topics of their own):
 #   shunt;sensor;bank;current;Current;/bank/current;;OWN EXP;"unit_of_meas":"A","dev_cla":"current","stat_cla":"measurement","sug_dsp_prc":2
 #       a plain-number topic (emptied when unknown)
 #   battery;sensor;bank;soc;State of charge;/bank/battery;soc;EXP;"unit_of_meas":"%","dev_cla":"battery","stat_cla":"measurement"
@@ -72,6 +76,10 @@ except ImportError:  # CPython
 
 
 _PER_CYCLE = const(32)
+# Capabilities whose rows live in the module that publishes their topics, as ROWS in the same format: that
+# module is loaded only with the capability, so a hub without a shunt or a battery block does not carry
+# their rows (3.6 KB) in its 100 KB heap. The table is ROWS followed by these, in this order.
+_MORE = ((b"shunt", "shunt_topics"), (b"battery", "soc_topics"))
 _HASH = const(35)  # "#"
 
 
@@ -125,54 +133,31 @@ output_discharge_enable;binary_sensor;output;discharge_enable_latched;Discharge 
 reset_charge_enable;button;output;reset_charge_enable;Reset charge latch;/cmd/reset;;CMD;"pl_prs":"charge_enable","ent_cat":"config"
 reset_discharge_enable;button;output;reset_discharge_enable;Reset discharge latch;/cmd/reset;;CMD;"pl_prs":"discharge_enable","ent_cat":"config"
 probes;sensor;probe;temperature;Probe # temperature;/probe/#/temperature;;OWN EXP;"unit_of_meas":"\xc2\xb0C","dev_cla":"temperature","stat_cla":"measurement","sug_dsp_prc":1
-shunt;sensor;bank;current;Current;/bank/current;;OWN EXP;"unit_of_meas":"A","dev_cla":"current","stat_cla":"measurement","sug_dsp_prc":2
-shunt;sensor;bank;power;Power;/bank/power;;OWN EXP;"unit_of_meas":"W","dev_cla":"power","stat_cla":"measurement","sug_dsp_prc":0
-shunt;sensor;bank;energy_in;Energy in;/bank/energy;in_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
-shunt;sensor;bank;energy_out;Energy out;/bank/energy;out_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
-shunt;sensor;bank;energy_in_today;Energy in today;/bank/energy;today_in_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
-shunt;sensor;bank;energy_out_today;Energy out today;/bank/energy;today_out_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
-shunt;sensor;bank;charge_in;Charge in;/bank/energy;in_ah;EXP DIAG;"unit_of_meas":"Ah","stat_cla":"total_increasing","sug_dsp_prc":2,"ic":"mdi:battery-plus-outline"
-shunt;sensor;bank;charge_out;Charge out;/bank/energy;out_ah;EXP DIAG;"unit_of_meas":"Ah","stat_cla":"total_increasing","sug_dsp_prc":2,"ic":"mdi:battery-minus-outline"
-shunt;binary_sensor;shunt;problem;Shunt problem;/shunt;ok == false;EXP DIAG ATTR;"dev_cla":"problem"
-shunt;sensor;shunt;coverage;Shunt coverage;/shunt;coverage and (value_json.coverage * 100)|round(1);EXP DIAG;"unit_of_meas":"%","stat_cla":"measurement","sug_dsp_prc":1,"ic":"mdi:timer-sand-complete"
-battery;sensor;bank;soc;State of charge;/bank/soc;;OWN EXP;"unit_of_meas":"%","dev_cla":"battery","stat_cla":"measurement","sug_dsp_prc":1
-battery;sensor;bank;time_to_full;Time to full;/bank/time_to_full;;OWN EXP;"unit_of_meas":"min","dev_cla":"duration","stat_cla":"measurement","sug_dsp_prc":0
-battery;sensor;bank;time_to_empty;Time to empty;/bank/time_to_empty;;OWN EXP;"unit_of_meas":"min","dev_cla":"duration","stat_cla":"measurement","sug_dsp_prc":0
-battery;sensor;bank;weakest;Weakest pack;/bank/weakest;;OWN EXP;"sug_dsp_prc":0,"ic":"mdi:battery-alert-variant-outline"
-battery;sensor;pack;soc;Pack # SOC;/pack/#/soc;;OWN PACK EXP;"unit_of_meas":"%","dev_cla":"battery","stat_cla":"measurement","sug_dsp_prc":1
-battery;sensor;pack;capacity;Pack # capacity;/pack/#/health;capacity_ah;PACK;"unit_of_meas":"Ah","stat_cla":"measurement","sug_dsp_prc":2,"ic":"mdi:battery-arrow-up-outline"
-battery;sensor;pack;soh;Pack # state of health;/pack/#/health;soh;PACK;"unit_of_meas":"%","stat_cla":"measurement","sug_dsp_prc":1,"ic":"mdi:battery-heart-variant"
-battery;sensor;pack;resistance;Pack # resistance;/pack/#/health;resistance_mohm;PACK;"unit_of_meas":"m\xce\xa9","stat_cla":"measurement","sug_dsp_prc":2,"ic":"mdi:omega"
-battery;sensor;pack;health_confidence;Pack # health confidence;/pack/#/health;confidence;PACK DIAG;"stat_cla":"measurement","sug_dsp_prc":2,"ic":"mdi:check-decagram-outline"
-battery;binary_sensor;pack;weakest;Pack # weakest;/pack/#/health;weakest;PACK;"dev_cla":"problem"
 """
 
 
-def _rows():
-    """(start, end) of each row in ROWS."""
-    out = []
-    a = 0
-    while a < len(ROWS):
-        e = ROWS.find(b"\n", a)
-        if e < 0:
-            e = len(ROWS)
-        if e > a:
-            out.append((a, e))
-        a = e + 1
+def tables(c):
+    """The entity table for the capabilities c: ROWS, then the rows of each capability in c whose rows live
+    in the module of its topics (_MORE)."""
+    out = [ROWS]
+    for cap, mod in _MORE:
+        if cap in c:
+            out.append(getattr(__import__("hub." + mod), mod).ROWS)
     return out
 
 
-def _line(k):
-    """(start, end) of row k of ROWS, or None past the last."""
-    a = 0
-    for _ in range(k):
-        a = ROWS.find(b"\n", a) + 1
-        if a == 0:
-            return None
-    if a >= len(ROWS):
-        return None
-    e = ROWS.find(b"\n", a)
-    return a, (e if e >= 0 else len(ROWS))
+def _line(tables, k):
+    """Row k of the tables as (table, start, end), or None past the last (every row ends with a newline)."""
+    for t in tables:
+        a = 0
+        n = len(t)
+        while a < n:
+            e = t.find(b"\n", a)
+            if k == 0:
+                return t, a, e
+            k -= 1
+            a = e + 1
+    return None
 
 
 def _fields(row):
@@ -205,12 +190,17 @@ def caps(cfg):
 def components(cfg):
     """The HA components the enabled rows use (the ACL check proves the hub may publish under each)."""
     c = caps(cfg)
+    t = tables(c)
     out = []
-    for a, e in _rows():
-        f = ROWS[a:e].split(b";", 2)
+    k = 0
+    while True:
+        r = _line(t, k)
+        if r is None:
+            return out
+        f = r[0][r[1]:r[2]].split(b";", 2)
         if f[0] in c and f[1] not in out:
             out.append(f[1])
-    return out
+        k += 1
 
 
 class Discovery:
@@ -231,15 +221,19 @@ class Discovery:
                          % (bank, bank, VERSION, VERSION)).encode()
         self.dev_short = ('"dev":{"ids":"packmon_%s"}' % bank).encode()
         self.buf = pub.msg  # shared: the publisher's payloads are out before discovery runs in a cycle
-        self.pack_rows = []  # the enabled per-pack rows, as line numbers of ROWS
+        self.tables = tables(self.caps)
+        self.pack_rows = []  # the enabled per-pack rows, as line numbers of the table
         k = 0
-        for a, e in _rows():
-            f = ROWS[a:e].split(b";", 3)
+        while True:
+            r = _line(self.tables, k)
+            if r is None:
+                break
+            f = r[0][r[1]:r[2]].split(b";", 3)
             if f[2] == b"pack" and f[0] in self.caps:
                 self.pack_rows.append(k)
             k += 1
         # cursors, not lists (a list of the entities to send would cost ~2.5 KB of heap for good):
-        self.g = 0  # next row (line of ROWS) outside the packs
+        self.g = 0  # next row (line of the table) outside the packs
         self.gs = 0  # next probe of a probe row
         self.gdone = False  # every entity outside the packs is out
         self.p = 0  # next pack config: pack p // len(pack_rows), row p % len(pack_rows)
@@ -269,11 +263,11 @@ class Discovery:
     def _next_global(self, hub):
         """The next entity outside the packs, as (row, probe id or None), or None when all are out."""
         while True:
-            r = _line(self.g)
+            r = _line(self.tables, self.g)
             if r is None:
                 self.gdone = True
                 return None
-            row = ROWS[r[0]:r[1]]
+            row = r[0][r[1]:r[2]]
             f = row.split(b";", 3)
             if f[2] != b"pack" and f[0] in self.caps:
                 if f[2] != b"probe":
@@ -307,8 +301,8 @@ class Discovery:
                     self.gs = 0
             elif self.target and self.p < max(self.target, self.out) * npr:
                 i = self.p // npr
-                r = _line(self.pack_rows[self.p % npr])
-                if not self._send(ROWS[r[0]:r[1]], i + 1, i >= self.target):
+                r = _line(self.tables, self.pack_rows[self.p % npr])
+                if not self._send(r[0][r[1]:r[2]], i + 1, i >= self.target):
                     return k
                 if i < self.target and self.out < i + 1:
                     self.out = i + 1

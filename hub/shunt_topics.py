@@ -12,6 +12,23 @@
 # Payloads go through the publisher's preallocated buffers: no allocation per cycle.
 
 
+# Home Assistant entities for these topics: rows of the entity table (hub/discovery.py documents the format;
+# discovery adds them to its ROWS while a shunt block is enabled). Current and power are plain topics
+# emptied when unknown (OWN: unavailable); energy in kWh for HA's Energy dashboard, lifetime and today's
+# (null until NTP knows the day: unknown); charge and the chip's health as diagnostics.
+ROWS = b"""\
+shunt;sensor;bank;current;Current;/bank/current;;OWN EXP;"unit_of_meas":"A","dev_cla":"current","stat_cla":"measurement","sug_dsp_prc":2
+shunt;sensor;bank;power;Power;/bank/power;;OWN EXP;"unit_of_meas":"W","dev_cla":"power","stat_cla":"measurement","sug_dsp_prc":0
+shunt;sensor;bank;energy_in;Energy in;/bank/energy;in_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;energy_out;Energy out;/bank/energy;out_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;energy_in_today;Energy in today;/bank/energy;today_in_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;energy_out_today;Energy out today;/bank/energy;today_out_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;charge_in;Charge in;/bank/energy;in_ah;EXP DIAG;"unit_of_meas":"Ah","stat_cla":"total_increasing","sug_dsp_prc":2,"ic":"mdi:battery-plus-outline"
+shunt;sensor;bank;charge_out;Charge out;/bank/energy;out_ah;EXP DIAG;"unit_of_meas":"Ah","stat_cla":"total_increasing","sug_dsp_prc":2,"ic":"mdi:battery-minus-outline"
+shunt;binary_sensor;shunt;problem;Shunt problem;/shunt;ok == false;EXP DIAG ATTR;"dev_cla":"problem"
+shunt;sensor;shunt;coverage;Shunt coverage;/shunt;coverage and (value_json.coverage * 100)|round(1);EXP DIAG;"unit_of_meas":"%","stat_cla":"measurement","sug_dsp_prc":1,"ic":"mdi:timer-sand-complete"
+"""
+
 class _State:
     def __init__(self):
         self.connects = -1  # the publisher's connect count when the retained topics were last set
