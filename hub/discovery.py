@@ -78,7 +78,7 @@ except ImportError:  # CPython
 _PER_CYCLE = const(32)
 # Capabilities whose rows live in the module that publishes their topics, as ROWS in the same format: that
 # module is loaded only with the capability, so a hub without a shunt or a battery block does not carry
-# their rows (3.6 KB) in its 100 KB heap. The table is ROWS followed by these, in this order.
+# their rows (3 KB) in its 100 KB heap. The table is ROWS followed by these, in this order.
 _MORE = ((b"shunt", "shunt_topics"), (b"battery", "soc_topics"))
 _HASH = const(35)  # "#"
 
