@@ -9,8 +9,8 @@
 #   gate;component;scope;quantity;name;topic;field;flags;extra
 #
 #   gate       empty, or a capability name: the row is emitted only while the capability is on. Capabilities
-#              come from the config (caps() below): "probes" today; later branches add theirs ("shunt",
-#              "battery", "outputs") to caps() and gate their rows with them.
+#              come from the config (caps() below): "probes", "shunt" (a shunt block enabled), "battery"
+#              (a battery block enabled), and one per protection output in use.
 #   component  HA component: sensor, binary_sensor, button, ...
 #   scope      pack (one entity per pack in the ring), probe (one per DS18B20 probe), or a name used once
 #              (bank, alarm, hub, ring, output, ...). The object id, which is also the unique id and makes
@@ -22,11 +22,14 @@
 #              row, "#" stands for the pack number or the probe id (in name and extra too). It is the state
 #              topic, or with CMD the command topic.
 #   field      empty: the topic's payload is the value (a plain number or text). Otherwise an expression on
-#              the topic's JSON after "value_json.": min, errors.values()|sum. A JSON null shows as unknown
+#              the topic's JSON after "value_json.": min, errors.values()|sum, ok == false (a binary sensor
+#              on when a flag is false), coverage and (value_json.coverage * 100)|round(1) (arithmetic on a
+#              field that can be null: null stays null, no template error). A JSON null shows as unknown
 #              (on a number: give it a unit, a state class or a precision, or HA shows "None"); a
 #              binary_sensor shows a true field as on. The field must always be in the payload (null when
 #              unknown): a missing key makes HA log a template warning.
-#   flags      space-separated words. How the entity becomes unavailable, one of:
+#   flags      space-separated words. How the entity becomes unavailable, one of (OWN and PACK may go
+#              together: a per-pack plain topic that can be unknown while its pack is fresh, as a pack's SOC):
 #                (none)  HUB: unavailable while P/status is offline (the last will, a clean stop)
 #                OWN     HUB, and unavailable while its own topic holds no value: the empty retained
 #                        payload of the unknown-value convention (docs/hub.md, "Unknown values")
@@ -37,7 +40,12 @@
 #                command topic (a button: no state, no template, no EXP).
 #   extra      more JSON members, raw, with HA's abbreviated keys: "unit_of_meas":"V","dev_cla":"voltage"
 #
-# Rows other branches add (not in ROWS today; their topics come with them), one per kind of entity:
+# Where rows live: ROWS below, except the rows of a capability listed in _MORE, which are ROWS of the module
+# that publishes their topics (hub/shunt_topics.py, hub/soc_topics.py), loaded only with that capability so
+# a hub without it keeps its heap; tables() joins them, in the same format, into the one table.
+#
+# The kinds of row, one example each (tests/test_home_assistant.py checks each kind in Home Assistant; the
+# first is the shunt's row in hub/shunt_topics.py, the others show the shape on topics of their own):
 #   shunt;sensor;bank;current;Current;/bank/current;;OWN EXP;"unit_of_meas":"A","dev_cla":"current","stat_cla":"measurement","sug_dsp_prc":2
 #       a plain-number topic (emptied when unknown)
 #   battery;sensor;bank;soc;State of charge;/bank/battery;soc;EXP;"unit_of_meas":"%","dev_cla":"battery","stat_cla":"measurement"
@@ -68,6 +76,10 @@ except ImportError:  # CPython
 
 
 _PER_CYCLE = const(32)
+# Capabilities whose rows live in the module that publishes their topics, as ROWS in the same format: that
+# module is loaded only with the capability, so a hub without a shunt or a battery block does not carry
+# their rows (3 KB) in its 100 KB heap. The table is ROWS followed by these, in this order.
+_MORE = ((b"shunt", "shunt_topics"), (b"battery", "soc_topics"))
 _HASH = const(35)  # "#"
 
 
@@ -77,6 +89,12 @@ _HASH = const(35)  # "#"
 # of P/bank/state, null while unknown. One binary_sensor per alarm (hub/alarms.py NAMES), with value,
 # threshold and pack as attributes. The hub, and the ring's health from P/ring (errors by reason are the
 # attributes of ring_errors). DS18B20 probes: P/probe/<rom>/temperature, emptied when a reading fails.
+# Protection outputs (hub/protect_topics.py). With a shunt (hub/shunt_topics.py): P/bank/current and power,
+# emptied when unknown; energy in and out in kWh for HA's Energy dashboard (lifetime, and today's, null until
+# NTP knows the day); charge in Ah and the chip's health from P/shunt as diagnostics. With a battery block
+# (hub/soc_topics.py): the bank's SOC, time to full/empty and weakest pack, emptied when unknown; per pack
+# the SOC (its own topic emptied when unknown, and unavailable while the pack is stale) and the learned
+# health from P/pack/<n>/health (null until learned).
 # (One bytes literal: a table of tuples costs ~10 KB of a 100 KB heap, this ~3.5 KB. Rows split as sent.)
 ROWS = b"""\
 ;sensor;pack;voltage;Pack # voltage;/pack/#/voltage;;OWN EXP;"unit_of_meas":"V","dev_cla":"voltage","stat_cla":"measurement","sug_dsp_prc":3
@@ -118,31 +136,28 @@ probes;sensor;probe;temperature;Probe # temperature;/probe/#/temperature;;OWN EX
 """
 
 
-def _rows():
-    """(start, end) of each row in ROWS."""
-    out = []
-    a = 0
-    while a < len(ROWS):
-        e = ROWS.find(b"\n", a)
-        if e < 0:
-            e = len(ROWS)
-        if e > a:
-            out.append((a, e))
-        a = e + 1
+def tables(c):
+    """The entity table for the capabilities c: ROWS, then the rows of each capability in c whose rows live
+    in the module of its topics (_MORE)."""
+    out = [ROWS]
+    for cap, mod in _MORE:
+        if cap in c:
+            out.append(getattr(__import__("hub." + mod), mod).ROWS)
     return out
 
 
-def _line(k):
-    """(start, end) of row k of ROWS, or None past the last."""
-    a = 0
-    for _ in range(k):
-        a = ROWS.find(b"\n", a) + 1
-        if a == 0:
-            return None
-    if a >= len(ROWS):
-        return None
-    e = ROWS.find(b"\n", a)
-    return a, (e if e >= 0 else len(ROWS))
+def _line(tables, k):
+    """Row k of the tables as (table, start, end), or None past the last (every row ends with a newline)."""
+    for t in tables:
+        a = 0
+        n = len(t)
+        while a < n:
+            e = t.find(b"\n", a)
+            if k == 0:
+                return t, a, e
+            k -= 1
+            a = e + 1
+    return None
 
 
 def _fields(row):
@@ -157,6 +172,10 @@ def caps(cfg):
     out = [b""]
     if cfg["probes"]["enabled"]:
         out.append(b"probes")
+    if cfg["shunt"]["enabled"]:  # bank current, power, energy, the shunt's health (hub/shunt_topics.py)
+        out.append(b"shunt")
+    if cfg["battery"]["enabled"]:  # SOC, time to full/empty, per-pack health (hub/soc_topics.py)
+        out.append(b"battery")
     outs = cfg.get("outputs")  # protection outputs (hub/protect.py): a binary sensor per output in use
     if outs:
         reset = cfg["protect"]["mqtt_reset"]
@@ -171,12 +190,17 @@ def caps(cfg):
 def components(cfg):
     """The HA components the enabled rows use (the ACL check proves the hub may publish under each)."""
     c = caps(cfg)
+    t = tables(c)
     out = []
-    for a, e in _rows():
-        f = ROWS[a:e].split(b";", 2)
+    k = 0
+    while True:
+        r = _line(t, k)
+        if r is None:
+            return out
+        f = r[0][r[1]:r[2]].split(b";", 2)
         if f[0] in c and f[1] not in out:
             out.append(f[1])
-    return out
+        k += 1
 
 
 class Discovery:
@@ -197,15 +221,19 @@ class Discovery:
                          % (bank, bank, VERSION, VERSION)).encode()
         self.dev_short = ('"dev":{"ids":"packmon_%s"}' % bank).encode()
         self.buf = pub.msg  # shared: the publisher's payloads are out before discovery runs in a cycle
-        self.pack_rows = []  # the enabled per-pack rows, as line numbers of ROWS
+        self.tables = tables(self.caps)
+        self.pack_rows = []  # the enabled per-pack rows, as line numbers of the table
         k = 0
-        for a, e in _rows():
-            f = ROWS[a:e].split(b";", 3)
+        while True:
+            r = _line(self.tables, k)
+            if r is None:
+                break
+            f = r[0][r[1]:r[2]].split(b";", 3)
             if f[2] == b"pack" and f[0] in self.caps:
                 self.pack_rows.append(k)
             k += 1
         # cursors, not lists (a list of the entities to send would cost ~2.5 KB of heap for good):
-        self.g = 0  # next row (line of ROWS) outside the packs
+        self.g = 0  # next row (line of the table) outside the packs
         self.gs = 0  # next probe of a probe row
         self.gdone = False  # every entity outside the packs is out
         self.p = 0  # next pack config: pack p // len(pack_rows), row p % len(pack_rows)
@@ -235,11 +263,11 @@ class Discovery:
     def _next_global(self, hub):
         """The next entity outside the packs, as (row, probe id or None), or None when all are out."""
         while True:
-            r = _line(self.g)
+            r = _line(self.tables, self.g)
             if r is None:
                 self.gdone = True
                 return None
-            row = ROWS[r[0]:r[1]]
+            row = r[0][r[1]:r[2]]
             f = row.split(b";", 3)
             if f[2] != b"pack" and f[0] in self.caps:
                 if f[2] != b"probe":
@@ -273,8 +301,8 @@ class Discovery:
                     self.gs = 0
             elif self.target and self.p < max(self.target, self.out) * npr:
                 i = self.p // npr
-                r = _line(self.pack_rows[self.p % npr])
-                if not self._send(ROWS[r[0]:r[1]], i + 1, i >= self.target):
+                r = _line(self.tables, self.pack_rows[self.p % npr])
+                if not self._send(r[0][r[1]:r[2]], i + 1, i >= self.target):
                     return k
                 if i < self.target and self.out < i + 1:
                     self.out = i + 1
@@ -341,8 +369,8 @@ class Discovery:
         if field:
             b.s(b',"val_tpl":"{{')
             if comp == b"binary_sensor":
-                b.s(b"(value_json.").s(field).s(b" and 'ON' or 'OFF') if value and value_json.").s(field)
-                b.s(b' is not none else None}}"')
+                b.s(b"(value_json.").s(field).s(b" and 'ON' or 'OFF') if value and (value_json.").s(field)
+                b.s(b') is not none else None}}"')
             else:
                 b.s(b"value_json.").s(field).s(b' if value else None}}"')
         if b"ATTR" in flags:
@@ -350,13 +378,15 @@ class Discovery:
             self._put(topic, sub)
             b.s(b'","json_attr_tpl":"{{value or \'{}\'}}"')  # a deleted topic: no attributes, no warning
         if b"OWN" in flags or b"PACK" in flags:
-            b.s(b',"avty_mode":"all","avty":[{"t":"~/status"},{"t":"~')
+            b.s(b',"avty_mode":"all","avty":[{"t":"~/status"}')
             if b"OWN" in flags:
+                b.s(b',{"t":"~')
                 self._put(topic, sub)
-                b.s(b'","val_tpl":"{{\'online\' if value else \'offline\'}}"}]')
-            else:
-                b.s(b"/pack/").i(sub).s(b'/state","val_tpl":"{{\'online\' if \'\\"stale\\":false\' in value '
-                                         b'else \'offline\'}}"}]')
+                b.s(b'","val_tpl":"{{\'online\' if value else \'offline\'}}"}')
+            if b"PACK" in flags:  # (both: a per-pack value that can be unknown while its pack is fresh)
+                b.s(b',{"t":"~/pack/').i(sub).s(b'/state","val_tpl":"{{\'online\' if \'\\"stale\\":false\' in value '
+                                                b'else \'offline\'}}"}')
+            b.c(93)  # "]"
         elif b"NOAV" not in flags:
             b.s(b',"avty_t":"~/status"')
         if b"EXP" in flags:

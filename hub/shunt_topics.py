@@ -5,11 +5,29 @@
 #   <prefix>/bank/power    retained  watts (current x the bank voltage the nodes report); empty while the
 #                                    current or any pack's voltage is unknown
 #   <prefix>/bank/energy   retained  JSON: Wh and Ah in and out, lifetime and for `today` (UTC date from
-#                                    NTP; null, with null daily values, until the time is known)
+#                                    NTP; null, with null daily values, until the time is known); the
+#                                    energies again in kWh (for Home Assistant's Energy dashboard)
 #   <prefix>/shunt         live      JSON: the chip's health and its counters of bad readings
 #
 # Payloads go through the publisher's preallocated buffers: no allocation per cycle.
 
+
+# Home Assistant entities for these topics: rows of the entity table (hub/discovery.py documents the format;
+# discovery adds them to its ROWS while a shunt block is enabled). Current and power are plain topics
+# emptied when unknown (OWN: unavailable); energy in kWh for HA's Energy dashboard, lifetime and today's
+# (null until NTP knows the day: unknown); charge and the chip's health as diagnostics.
+ROWS = b"""\
+shunt;sensor;bank;current;Current;/bank/current;;OWN EXP;"unit_of_meas":"A","dev_cla":"current","stat_cla":"measurement","sug_dsp_prc":2
+shunt;sensor;bank;power;Power;/bank/power;;OWN EXP;"unit_of_meas":"W","dev_cla":"power","stat_cla":"measurement","sug_dsp_prc":0
+shunt;sensor;bank;energy_in;Energy in;/bank/energy;in_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;energy_out;Energy out;/bank/energy;out_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;energy_in_today;Energy in today;/bank/energy;today_in_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;energy_out_today;Energy out today;/bank/energy;today_out_kwh;EXP;"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing","sug_dsp_prc":3
+shunt;sensor;bank;charge_in;Charge in;/bank/energy;in_ah;EXP DIAG;"unit_of_meas":"Ah","stat_cla":"total_increasing","sug_dsp_prc":2,"ic":"mdi:battery-plus-outline"
+shunt;sensor;bank;charge_out;Charge out;/bank/energy;out_ah;EXP DIAG;"unit_of_meas":"Ah","stat_cla":"total_increasing","sug_dsp_prc":2,"ic":"mdi:battery-minus-outline"
+shunt;binary_sensor;shunt;problem;Shunt problem;/shunt;ok == false;EXP DIAG ATTR;"dev_cla":"problem"
+shunt;sensor;shunt;coverage;Shunt coverage;/shunt;coverage and (value_json.coverage * 100)|round(1);EXP DIAG;"unit_of_meas":"%","stat_cla":"measurement","sug_dsp_prc":1,"ic":"mdi:timer-sand-complete"
+"""
 
 class _State:
     def __init__(self):
@@ -63,6 +81,11 @@ def _energy(pub, e, st):
     _opt(m.s(b',"today_out_wh":'), e.d_out_mwh, daily)
     _opt(m.s(b',"today_in_ah":'), e.d_in_mah, daily)
     _opt(m.s(b',"today_out_ah":'), e.d_out_mah, daily)
+    # the same energies in kWh (mWh shown with 6 decimals: exact text, no division in a Home Assistant
+    # template, which could not divide a null without a warning)
+    m.s(b',"in_kwh":').fixed(e.in_mwh, 6).s(b',"out_kwh":').fixed(e.out_mwh, 6)
+    _opt(m.s(b',"today_in_kwh":'), e.d_in_mwh, daily, 6)
+    _opt(m.s(b',"today_out_kwh":'), e.d_out_mwh, daily, 6)
     m.s(b',"wh_gaps":').i(e.wh_gaps)
     pub._pub(pub._t(b"/bank/energy"), m.c(125).view(), True)
 
@@ -84,9 +107,9 @@ def _diagnostics(pub, s):
     pub._pub(pub._t(b"/shunt"), m.c(125).view(), False)
 
 
-def _opt(m, v, known):
+def _opt(m, v, known, decimals=3):
     if known:
-        m.fixed(v, 3)
+        m.fixed(v, decimals)
     else:
         m.s(b"null")
 

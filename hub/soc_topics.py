@@ -15,6 +15,23 @@ _EMPTY = 0
 _NOTHING = 2  # nothing published since the connect
 
 
+# Home Assistant entities for these topics: rows of the entity table (hub/discovery.py documents the format;
+# discovery adds them to its ROWS while a battery block is enabled). The plain topics are emptied when
+# unknown (OWN: unavailable); per pack, the SOC also follows the pack's staleness (PACK), as does the
+# learned health from P/pack/<n>/health (its fields null until learned: unknown).
+ROWS = b"""\
+battery;sensor;bank;soc;State of charge;/bank/soc;;OWN EXP;"unit_of_meas":"%","dev_cla":"battery","stat_cla":"measurement","sug_dsp_prc":1
+battery;sensor;bank;time_to_full;Time to full;/bank/time_to_full;;OWN EXP;"unit_of_meas":"min","dev_cla":"duration","stat_cla":"measurement","sug_dsp_prc":0
+battery;sensor;bank;time_to_empty;Time to empty;/bank/time_to_empty;;OWN EXP;"unit_of_meas":"min","dev_cla":"duration","stat_cla":"measurement","sug_dsp_prc":0
+battery;sensor;bank;weakest;Weakest pack;/bank/weakest;;OWN EXP;"sug_dsp_prc":0,"ic":"mdi:battery-alert-variant-outline"
+battery;sensor;pack;soc;Pack # SOC;/pack/#/soc;;OWN PACK EXP;"unit_of_meas":"%","dev_cla":"battery","stat_cla":"measurement","sug_dsp_prc":1
+battery;sensor;pack;capacity;Pack # capacity;/pack/#/health;capacity_ah;PACK;"unit_of_meas":"Ah","stat_cla":"measurement","sug_dsp_prc":2,"ic":"mdi:battery-arrow-up-outline"
+battery;sensor;pack;soh;Pack # state of health;/pack/#/health;soh;PACK;"unit_of_meas":"%","stat_cla":"measurement","sug_dsp_prc":1,"ic":"mdi:battery-heart-variant"
+battery;sensor;pack;resistance;Pack # resistance;/pack/#/health;resistance_mohm;PACK;"unit_of_meas":"m\xce\xa9","stat_cla":"measurement","sug_dsp_prc":2,"ic":"mdi:omega"
+battery;sensor;pack;health_confidence;Pack # health confidence;/pack/#/health;confidence;PACK DIAG;"stat_cla":"measurement","sug_dsp_prc":2,"ic":"mdi:check-decagram-outline"
+battery;binary_sensor;pack;weakest;Pack # weakest;/pack/#/health;weakest;PACK;"dev_cla":"problem"
+"""
+
 class _State:
     def __init__(self, n):
         self.pack = bytearray(n)  # what P/pack/<n>/soc carries

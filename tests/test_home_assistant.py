@@ -51,7 +51,8 @@ def ha(broker, tmp_path_factory):
 class Bank:
     """One hub under CPython with its simulated ring and a fake clock, driven cycle by cycle."""
 
-    def __init__(self, broker: Mosquitto, name: str, engine: ModelRing, bus=None, **over) -> None:  # noqa: ANN001
+    def __init__(self, broker: Mosquitto, name: str, engine: ModelRing, bus=None, i2c=None, wall=None,  # noqa: ANN001
+                 clock=None, **over) -> None:
         from packmon.sim.clock import SimClock
 
         raw = {"bank": name, "mqtt": {"host": "127.0.0.1", "port": broker.port, "timeout_s": 1, "keepalive_s": 2},
@@ -59,7 +60,7 @@ class Bank:
                "discovery": {"enabled": True}}
         raw.update(over)
         self.cfg = config.validate(raw, need_wifi=False)
-        self.clock = SimClock(100_000)
+        self.clock = clock or SimClock(100_000)
         self.eng = engine
         probes = None
         if bus is not None:
@@ -68,7 +69,8 @@ class Bank:
             probes = Probes(bus)
         self.logs: list[str] = []
         self.hub = Hub(self.cfg, HostPort(SimUart(engine), clock=self.clock,
-                                          log=lambda level, msg: self.logs.append(f"{level} {msg}")), probes)
+                                          log=lambda level, msg: self.logs.append(f"{level} {msg}"), i2c=i2c,
+                                          wall=wall), probes)
         self.name = name
         self.sub = Subscriber(broker.port, f"packmonitor/{name}/#")
 
@@ -358,6 +360,7 @@ def test_rows_other_branches_add_work_without_a_special_case(ha, broker, monkeyp
     for row in EXAMPLE_ROWS[:3] + EXAMPLE_ROWS[4:]:
         assert row.decode() in text, row  # documented exactly as tested
     monkeypatch.setattr(discovery, "ROWS", discovery.ROWS + b"\n".join(EXAMPLE_ROWS) + b"\n")
+    monkeypatch.setattr(discovery, "_MORE", ())  # the real shunt and battery rows: test_shunt_and_estimator_...
     monkeypatch.setattr(discovery, "caps", lambda cfg: [b"", b"shunt", b"battery", b"outputs"])
     b = Bank(broker, "t8", ModelRing(2, mv=MV[:2], temp=TEMP[:2]))
     import paho.mqtt.client as mqtt
@@ -398,6 +401,137 @@ def test_rows_other_branches_add_work_without_a_special_case(ha, broker, monkeyp
         c.publish(f"packmonitor/t8/{topic}", "", retain=True).wait_for_publish()
     c.loop_stop()
     c.disconnect()
+    b.close()
+
+
+def shunt_battery_entities(bank: str, packs: int) -> dict[str, tuple]:
+    """The entities a `shunt` and a `battery` block add: entity id -> (unit, device_class, state_class)."""
+    kwh, ah = ("kWh", "energy", "total_increasing"), ("Ah", None, "total_increasing")
+    s, b = f"sensor.packmon_{bank}_", f"binary_sensor.packmon_{bank}_"
+    e: dict[str, tuple] = {
+        s + "bank_current": ("A", "current", "measurement"), s + "bank_power": ("W", "power", "measurement"),
+        s + "bank_energy_in": kwh, s + "bank_energy_out": kwh, s + "bank_energy_in_today": kwh,
+        s + "bank_energy_out_today": kwh, s + "bank_charge_in": ah, s + "bank_charge_out": ah,
+        b + "shunt_problem": (None, "problem", None), s + "shunt_coverage": ("%", None, "measurement"),
+        s + "bank_soc": ("%", "battery", "measurement"), s + "bank_weakest": (None, None, None),
+        s + "bank_time_to_full": ("min", "duration", "measurement"),
+        s + "bank_time_to_empty": ("min", "duration", "measurement"),
+    }
+    for n in range(1, packs + 1):
+        e[f"{s}pack_{n}_soc"] = ("%", "battery", "measurement")
+        e[f"{s}pack_{n}_capacity"] = ("Ah", None, "measurement")
+        e[f"{s}pack_{n}_soh"] = ("%", None, "measurement")
+        e[f"{s}pack_{n}_resistance"] = ("m\u03a9", None, "measurement")
+        e[f"{s}pack_{n}_health_confidence"] = (None, None, "measurement")
+        e[f"{b}pack_{n}_weakest"] = (None, "problem", None)
+    return e
+
+
+def test_shunt_and_estimator_entities(ha, broker, tmp_path) -> None:
+    """A hub with a modelled INA228 and a battery block: current, power, energy (lifetime and today's) and
+    charge, the shunt's health, SOC (unknown until the first resync at rest), time to full/empty, the
+    weakest pack and each pack's SOC and health, all against the topics; the chip going absent and back;
+    the packs going stale."""
+    from packmon.sim import ina
+    from packmon.sim.clock import SimClock
+
+    from hub import ocv
+
+    amps = {"a": 0.05}  # at rest (under rest_c x capacity = 2 A)
+    wall: dict[str, int | None] = {"t": None}  # no NTP time yet
+    clock = SimClock(100_000)
+    model = ina.make_model("ina228", 0.0005, lambda t: amps["a"], lambda: clock.t / 1000)
+    b = Bank(broker, "t9", ModelRing(2, mv=MV[:2], temp=TEMP[:2]), i2c=model, wall=lambda: wall["t"], clock=clock,
+             shunt={"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005, "max_current_a": 200},
+             battery={"enabled": True, "chemistry": "nmc", "capacity_ah": 100, "rest_s": 60},
+             state_file=str(tmp_path / "state.json"))
+    new = shunt_battery_entities("t9", 2)
+    want = entities("t9", 2) | new
+    e, bs = "sensor.packmon_t9_", "binary_sensor.packmon_t9_"
+    st = b.until(ha, lambda s: set(s) == set(want) and s[e + "bank_current"]["state"] not in ("unavailable", "unknown")
+                 and s[bs + "pack_2_weakest"]["state"] == "off" and s[bs + "shunt_problem"]["state"] == "off",
+                 f"all {len(want)} entities")
+    for eid, (unit, dclass, sclass) in new.items():
+        a = st[eid]["attributes"]
+        got = (a.get("unit_of_measurement"), a.get("device_class"), a.get("state_class"))
+        assert got == (unit, dclass, sclass), eid
+    # before the first resync: SOC unknown (its topics empty), health not learned yet (null)
+    for eid in ("bank_soc", "pack_1_soc", "pack_2_soc", "bank_time_to_full", "bank_time_to_empty", "bank_weakest"):
+        assert st[e + eid]["state"] == "unavailable", eid
+    for n in (1, 2):
+        for q in ("capacity", "soh", "resistance"):
+            assert st[f"{e}pack_{n}_{q}"]["state"] == "unknown", (n, q)
+        assert num(st[f"{e}pack_{n}_health_confidence"]) == 0
+    assert st[e + "bank_energy_in_today"]["state"] == "unknown"  # no NTP day yet: unknown, not 0
+    assert st[e + "bank_energy_out_today"]["state"] == "unknown"
+    assert st[bs + "shunt_problem"]["state"] == "off" and num(st[e + "shunt_coverage"]) == 100.0
+    assert st[bs + "shunt_problem"]["attributes"]["chip"] == "ina228"
+
+    def shows(pairs: dict[str, str]) -> dict:
+        """HA's states once each entity shows its topic (cycling stopped); topic "" means unavailable."""
+        def ok() -> dict | None:
+            s = ha.states("packmon_t9_")
+            for eid, topic in pairs.items():
+                v = b.latest(topic) if topic else b""
+                if (v == b"") != (s[eid]["state"] == "unavailable"):
+                    return None
+                if v and num(s[eid]) != float(v):
+                    return None
+            return s
+        b.sub.wait_for(lambda sub: all(f"packmonitor/t9/{t}" in sub.latest for t in pairs.values() if t))
+        return ha.wait(ok, what=f"HA showing {pairs}")
+
+    for _ in range(62):  # a minute at rest: the estimator resyncs every pack from its voltage
+        b.cycle()
+    st = b.until(ha, lambda s: s[e + "bank_soc"]["state"] not in ("unavailable", "unknown") and
+                 s[e + "pack_2_soc"]["state"] not in ("unavailable", "unknown"), "SOC after the resync")
+    st = shows({e + "bank_soc": "bank/soc", e + "pack_1_soc": "pack/1/soc", e + "pack_2_soc": "pack/2/soc",
+                e + "bank_current": "bank/current", e + "bank_power": "bank/power"})
+    socs = [ocv.soc_of(ocv.NMC, mv) / 100 for mv in MV[:2]]
+    for n in (1, 2):
+        assert abs(num(st[f"{e}pack_{n}_soc"]) - socs[n - 1]) < 0.05
+    assert num(st[e + "bank_soc"]) == min(num(st[f"{e}pack_{n}_soc"]) for n in (1, 2))
+    assert num(st[e + "bank_current"]) == pytest.approx(0.05, abs=0.002)
+    # charging at 30 A, and NTP knows the day: time to full, today's energy
+    amps["a"] = 30.0
+    wall["t"] = 9800 * 86400 + 3600
+    b.until(ha, lambda s: s[e + "bank_time_to_full"]["state"] not in ("unavailable", "unknown") and
+            s[e + "bank_energy_in_today"]["state"] not in ("unavailable", "unknown") and
+            num(s[e + "bank_current"]) > 29, "charging")
+    st = shows({e + "bank_time_to_full": "bank/time_to_full", e + "bank_time_to_empty": "",
+                e + "bank_current": "bank/current", e + "bank_power": "bank/power"})
+    assert num(st[e + "bank_power"]) == pytest.approx(30 * sum(MV[:2]) / 1000, abs=0.2)
+    energy = json.loads(b.latest("bank/energy"))
+    st = ha.wait(lambda: (s := ha.states("packmon_t9_")) and num(s[e + "bank_energy_in"]) == energy["in_kwh"] and s,
+                 what="energy as published")
+    assert num(st[e + "bank_energy_in"]) == pytest.approx(energy["in_wh"] / 1000)
+    assert num(st[e + "bank_energy_in_today"]) == energy["today_in_kwh"]
+    assert num(st[e + "bank_energy_out"]) == energy["out_kwh"] == 0
+    assert num(st[e + "bank_energy_out_today"]) == energy["today_out_kwh"] == 0
+    assert num(st[e + "bank_charge_in"]) == energy["in_ah"] > 0 and num(st[e + "bank_charge_out"]) == 0
+    # the chip stops answering: current, power and SOC unknown, the shunt's problem on; then back
+    model.absent = True
+    st = b.until(ha, lambda s: s[bs + "shunt_problem"]["state"] == "on" and s[e + "bank_soc"]["state"] ==
+                 "unavailable", "the chip absent")
+    for q in ("bank_current", "bank_power", "bank_time_to_full", "pack_1_soc"):
+        assert st[e + q]["state"] == "unavailable", q
+    assert st[e + "shunt_coverage"]["state"] == "unknown"
+    assert "no answer" in st[bs + "shunt_problem"]["attributes"]["problem"]
+    assert st[e + "pack_1_voltage"]["state"] == "3.300"  # voltages go on
+    model.absent = False
+    b.until(ha, lambda s: s[bs + "shunt_problem"]["state"] == "off" and
+            s[e + "bank_current"]["state"] not in ("unavailable", "unknown"), "the chip back")
+    shows({e + "bank_current": "bank/current", e + "bank_power": "bank/power"})
+    # the ring goes silent: every pack stale, its SOC and health unavailable (health is still retained)
+    b.eng.broken = True
+    st = b.until(ha, lambda s: s[e + "pack_2_status"]["state"] == "stale" and s[e + "pack_1_soc"]["state"] ==
+                 "unavailable", "the packs stale")
+    for n in (1, 2):
+        for q in ("soc", "capacity", "soh", "resistance", "health_confidence"):
+            assert st[f"{e}pack_{n}_{q}"]["state"] == "unavailable", (n, q)
+        assert st[f"{bs}pack_{n}_weakest"]["state"] == "unavailable"
+    assert st[e + "bank_soc"]["state"] == "unavailable" and st[e + "bank_power"]["state"] == "unavailable"
+    assert b.latest("pack/1/health") != b""  # the learned health stays on the broker; HA hides it while stale
     b.close()
 
 

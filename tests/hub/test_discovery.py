@@ -21,9 +21,19 @@ def configs(sub) -> dict[str, dict | None]:  # noqa: ANN001
     return out
 
 
+def table_rows(c: list[bytes]) -> list[bytes]:
+    """Every row of the entity table for the capabilities c."""
+    t = discovery.tables(c)
+    out = []
+    while (r := discovery._line(t, len(out))) is not None:
+        out.append(r[0][r[1]:r[2]])
+    return out
+
+
 def test_the_table_parses_and_covers_every_alarm() -> None:
-    rows = [discovery._fields(discovery.ROWS[a:e]) for a, e in discovery._rows()]
-    assert len(rows) == 36
+    assert len(table_rows([b""])) == 36  # a hub without a shunt or battery block: ROWS alone
+    rows = [discovery._fields(r) for r in table_rows([b"", b"shunt", b"battery"])]
+    assert len(rows) == 56
     words = {b"OWN", b"PACK", b"NOAV", b"EXP", b"DIAG", b"ATTR", b"CMD"}
     for _gate, comp, _scope, q, _name, topic, _field, flags, extra in rows:
         assert comp in (b"sensor", b"binary_sensor", b"button") and topic.startswith(b"/") and set(flags) <= words, q
@@ -31,6 +41,77 @@ def test_the_table_parses_and_covers_every_alarm() -> None:
     assert {q.decode() for _, _, scope, q, *_ in rows if scope == b"alarm"} == set(alarms.NAMES)
     ids = [(scope, q) for _, _, scope, q, *_ in rows]
     assert len(ids) == len(set(ids))  # object ids are unique
+    gates = {gate for gate, *_ in rows}
+    assert {b"shunt", b"battery"} <= gates
+    for gate, _comp, scope, q, _name, _topic, field, flags, extra in rows:
+        if gate in (b"shunt", b"battery") and not field:  # a plain topic: emptied when unknown
+            assert b"OWN" in flags, q
+        if gate == b"battery" and scope == b"pack":  # per-pack: unavailable while the pack is stale
+            assert b"PACK" in flags, q
+        if b"total_increasing" in extra and b"energy" in extra:  # HA's Energy dashboard: kWh, energy
+            assert b'"unit_of_meas":"kWh","dev_cla":"energy"' in extra and field.endswith(b"_kwh"), q
+
+
+def _with_blocks(cfg_over: dict) -> dict:
+    from hub import config
+
+    raw = {"mqtt": {"host": "127.0.0.1", "port": 1}, "discovery": DISC}
+    raw.update(cfg_over)
+    return config.validate(raw, need_wifi=False)
+
+
+def test_the_shunt_and_battery_gates_follow_their_blocks() -> None:
+    assert discovery.caps(_with_blocks({})) == [b""]
+    assert discovery.caps(_with_blocks({"shunt": {"enabled": True}})) == [b"", b"shunt"]
+    both = discovery.caps(_with_blocks({"shunt": {"enabled": True}, "battery": {"enabled": True}}))
+    assert both == [b"", b"shunt", b"battery"]
+    assert discovery.caps(_with_blocks({"battery": {"enabled": True}})) == [b"", b"battery"]
+
+
+def test_shunt_and_battery_configs_only_with_their_blocks(mosquitto, subscriber_factory, clock, tmp_path) -> None:
+    """With both blocks on, the hub announces the current, energy, SOC and health entities (the per-pack ones
+    per pack); without them, none of them."""
+    from packmon.sim import ina
+    from packmon.sim.model_ring import SimUart
+
+    from hub import config
+    from hub.app import Hub
+    from hub.port import HostPort
+
+    sub = subscriber_factory(mosquitto.port, "homeassistant/#")
+    raw = {"mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "timeout_s": 1}, "scan_interval_s": 1,
+           "stale_after_s": 5, "max_packs": 2, "discovery": DISC, "bank": "blocks",
+           "shunt": {"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005, "max_current_a": 200},
+           "battery": {"enabled": True, "chemistry": "nmc", "capacity_ah": 100},
+           "state_file": str(tmp_path / "state.json")}
+    cfg = config.validate(raw, need_wifi=False)
+    model = ina.make_model("ina228", 0.0005, lambda t: 5.0, lambda: clock.t / 1000)
+    hub = Hub(cfg, HostPort(SimUart(ModelRing(2)), clock=clock, log=lambda *a: None, i2c=model))
+    cycles(hub, clock, 6)
+    d = hub.publisher.discovery
+    assert not d.pending()
+    assert d.sent == 24 + 14 + 2 * 9  # + 14 for the bank and the shunt, 9 per pack
+    pre = "homeassistant/sensor/packmon_blocks/"
+    sub.wait_for(lambda s: pre + "pack_2_soc/config" in configs(s))
+    got = configs(sub)
+    soc = got[pre + "pack_2_soc/config"]
+    assert soc["stat_t"] == "~/pack/2/soc" and soc["unit_of_meas"] == "%" and soc["dev_cla"] == "battery"
+    assert [a["t"] for a in soc["avty"]] == ["~/status", "~/pack/2/soc", "~/pack/2/state"]  # OWN and PACK
+    energy = got[pre + "bank_energy_in_today/config"]
+    assert energy["val_tpl"] == "{{value_json.today_in_kwh if value else None}}"
+    assert (energy["unit_of_meas"], energy["dev_cla"], energy["stat_cla"]) == ("kWh", "energy", "total_increasing")
+    problem = got["homeassistant/binary_sensor/packmon_blocks/shunt_problem/config"]
+    assert "(value_json.ok == false) is not none" in problem["val_tpl"] and problem["ent_cat"] == "diagnostic"
+    assert got["homeassistant/binary_sensor/packmon_blocks/pack_1_weakest/config"]["stat_t"] == "~/pack/1/health"
+    assert got[pre + "pack_1_resistance/config"]["unit_of_meas"] == "m\u03a9"
+    hub.publisher.close()
+    plain, _ = make_hub(mosquitto.port, clock, engine=ModelRing(2), discovery=DISC, max_packs=2, bank="plain")
+    cycles(plain, clock, 4)
+    assert plain.publisher.discovery.sent == 24 + 6
+    sub.wait_for(lambda s: any("packmon_plain/pack_2_status" in t for t in configs(s)))
+    assert not [t for t in configs(sub) if "packmon_plain/" in t and any(
+        k in t for k in ("current", "energy", "soc", "health", "weakest", "shunt", "time_to"))]
+    plain.publisher.close()
 
 
 def test_64_packs_go_out_in_slices_and_once(mosquitto, subscriber_factory, clock) -> None:

@@ -238,8 +238,8 @@ def bench_discovery(n=64):
         cycles += 1
     sent, nbytes = d.sent, pub.client.sock.bytes - sent0
     # what one config allocates (and leaves to the collector): a pack's voltage, with the collector off
-    r = discovery._line(d.pack_rows[0])
-    row = discovery.ROWS[r[0]:r[1]]
+    r = discovery._line(d.tables, d.pack_rows[0])
+    row = r[0][r[1]:r[2]]
     gc.collect()
     gc.disable()
     a0 = mem_alloc()
