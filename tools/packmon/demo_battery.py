@@ -32,6 +32,7 @@ from .sim.ecm import Bank, CellFit
 
 DAY_S = 86400.0
 CV_PER_PACK_V = 4.18  # the charge controller's constant voltage, per pack (NMC: ~99 % of the Chen2020 cell)
+PACK_MAX_V = 4.20  # the pack BMS's charge limit: the charge current is cut back to keep every pack below it
 STEP_S = 1.0  # physics step (simulated seconds); the current is held over each step
 
 
@@ -166,8 +167,12 @@ class SolarBank:
             self.load_cut = self.load_cut and sun <= load
         if self.load_cut:
             load = 0.0
-        if sun > 0.0:  # the charge controller: CC up to what the sun gives, CV on the bank at full
-            cv = (CV_PER_PACK_V * self.n - b.emf()) / b.r_total() + load
+        if sun > 0.0:  # the charge controller: CC up to what the sun gives, CV on the bank at full, and the
+            # packs' BMS limit: no pack above PACK_MAX_V (the weak pack, full first, holds the others back)
+            cv = (CV_PER_PACK_V * self.n - b.emf()) / b.r_total()
+            for i in range(self.n):
+                cv = min(cv, (PACK_MAX_V - b.ocv(i) - b.packs[i].v1) / b.r0(i))
+            cv += load
             charge = max(0.0, min(sun, cv))
             if cv < sun:
                 self.phase = "day: full, charger tapering in constant voltage"
