@@ -100,6 +100,16 @@ def run_and_check(engine: str, scans: int, subscriber_factory, resolution) -> No
         assert true_in > 1.0 and abs(e["in_ah"] - true_in) <= 0.01 * true_in + 0.025 * hours, (e, true_in)
         assert abs(e["out_ah"] - true_out) <= 0.02 * true_out + 0.025 * hours, (e, true_out)
         assert e["in_wh"] > 3.0 * e["in_ah"]  # at the bank's ~15 V
+
+        # the live table: the compressed time, the current, the bank's SOC and every pack's, beside the truth
+        from packmon.demo_battery import render
+
+        table = render(d, "mqtt://x", [])
+        assert "time x3000: 1 s here is 3000 s of the bank's day" in table
+        assert f"current {cur:8.3f} A (true {true_a:8.3f} A)" in table
+        assert f"bank SOC {bank_soc:5.1f}% (true {sol.bank_soc_pct():5.1f}%)" in table
+        rows = [x for x in table.splitlines() if x[:6].strip().isdigit()]
+        assert len(rows) == 4 and all(f"({true[i]:5.1f}%)" in rows[i] for i in range(4))
     finally:
         if d is not None:
             d.close()
