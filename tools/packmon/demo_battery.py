@@ -341,7 +341,7 @@ def render(d: BatteryDemo, broker: str, logs: list[str]) -> str:
     s, e = hub.shunt, hub.energy
     true_a = sol.history(d.read_t)
     if s.ok:
-        power = f"{s.current_ma * b.total_mv / 1e9:7.3f} kW" if b.complete else "   — (stale packs)"
+        power = f"{s.current_ma * b.total_mv / 1e6:7.1f} W" if b.complete else "   — (stale packs)"
         lines.append(f" current {s.current_ma / 1000:8.3f} A (true {true_a:8.3f} A)   power {power}")
     else:
         lines.append(f" current —   {s.problem}")
