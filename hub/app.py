@@ -11,7 +11,7 @@
 # -> estimator -> everything that may touch the network (errors, publishing, commands). A hung broker can
 # delay the next scan by at most mqtt.timeout_s per blocking call, never a decision already taken.
 #
-# Host tools (packmon demo) build Hub with hub.port.HostPort(uart=SimUart(engine)) and call run_once()
+# Host tools (packmon demo) build Hub with hub.hostport.HostPort(uart=SimUart(engine)) and call run_once()
 # themselves; hub.bank, hub.alarms, hub.ring and hub.publisher hold everything worth showing.
 #
 # hub.store is the one persistence store (hub/persist.py, cfg["state_file"]): energy counters and any

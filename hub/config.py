@@ -90,6 +90,26 @@ def outputs_used(cfg):
             if o[n]["pin"] is not None]
 
 
+def features(cfg):
+    """The feature modules this config runs (hub.<name>), in the order hub.preload() loads them: none for the
+    base hub. Each module is loaded only when its block is on."""
+    out = []
+    if cfg["mqtt"]["tls"]["enabled"]:
+        out.append("tls")
+    outs = outputs_used(cfg)
+    shunt = cfg["shunt"]["enabled"]
+    battery = cfg["battery"]["enabled"]
+    if shunt or battery or outs:
+        out.append("persist")
+    if shunt:
+        out += ("shunt", "energy", "ina228" if cfg["shunt"]["chip"] == "ina228" else "ina226", "shunt_topics")
+    if battery:
+        out += ("ocv", "health", "soc", "soc_topics")
+    if outs:
+        out += ("protect", "protect_topics")
+    return out
+
+
 def warnings(cfg):
     """Things worth a warning in a valid config (check-config prints them, the hub logs them)."""
     if "outputs" not in cfg:

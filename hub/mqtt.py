@@ -1,4 +1,4 @@
-# The MQTT connection: umqtt.simple client creation, TLS sockets, backoff, the ACL check, error
+# The MQTT connection: umqtt.simple client creation, TLS sockets (hub/tls.py), backoff, the ACL check, error
 # explanations, and an allocation-free publish.
 #
 # Connection handling never blocks the scan loop for long: sockets time out (mqtt.timeout_s), a failed
@@ -90,47 +90,6 @@ class Buf:
 
 
 
-class _TlsSockets:
-    """Sockets that wrap themselves in TLS (through the port) once connected."""
-
-    def __init__(self, mod, port, tls):
-        self._mod = mod
-        self._port = port
-        self._tls = tls
-
-    def socket(self, *args):
-        return _TlsSock(self._mod.socket(*args), self._port, self._tls)
-
-    def getaddrinfo(self, *args):
-        return self._mod.getaddrinfo(*args)
-
-
-class _TlsSock:
-    def __init__(self, raw, port, tls):
-        self.s = raw
-        self._port = port
-        self._tls = tls
-
-    def connect(self, addr):
-        self.s.connect(addr)
-        self.s = self._port.ssl_wrap(self.s, self._tls)
-
-    def write(self, buf, n=None):
-        return self.s.write(buf) if n is None else self.s.write(memoryview(buf)[0:n])
-
-    def read(self, n):
-        return self.s.read(n)
-
-    def setblocking(self, flag):
-        self.s.setblocking(flag)
-
-    def settimeout(self, t):
-        self.s.settimeout(t)
-
-    def close(self):
-        self.s.close()
-
-
 class Connection:
     """mcfg: the config's "mqtt" section; status_topic (bytes) carries online/offline and the last will;
     check_topics (list of bytes) are the topics the ACL check proves the broker carries."""
@@ -159,7 +118,9 @@ class Connection:
 
         mod = self.port.socket_module(self.m["timeout_s"])
         if self.m["tls"]["enabled"]:
-            mod = _TlsSockets(mod, self.port, self.m["tls"])
+            from hub.tls import TlsSockets  # loaded only with TLS (hub.preload)
+
+            mod = TlsSockets(mod, self.port, self.m["tls"])
         simple.socket = mod  # umqtt.simple looks its socket module up at connect time
         user = self.m["user"] or None
         c = simple.MQTTClient(

@@ -1,9 +1,8 @@
 # The only module that touches the hardware: UART, I2C, watchdog, Wi-Fi, clocks, sockets, reset.
 #
-# BoardPort is the ESP32 (machine/network). HostPort runs the same hub code on a PC — under CPython
-# (tests, `packmon demo`) or the MicroPython unix port — with injected parts: a UART-shaped object
-# (write/readinto), an I2C-shaped object (readfrom_mem_into/writeto_mem: a device model), a clock, a
-# wall clock, a Wi-Fi that is up unless a test takes it down, a no-op watchdog.
+# BoardPort is the ESP32 (machine/network). HostPort (hub/hostport.py, host only: never copied to a board,
+# so the board does not carry it in RAM) runs the same hub code on a PC with injected parts. The TLS
+# wrapping is in hub/tls.py, loaded only with mqtt.tls on.
 #
 # wall_time(): seconds since 2000-01-01 00:00 UTC (MicroPython's epoch on the ESP32), or None while
 # the time is not known (the board: until NTP has answered once). Daily counters need it.
@@ -122,233 +121,9 @@ def _native_socket_module():
         import socket
 
         return socket
-    return _cpython_socket_module()
+    from hub.cpython import cpython_socket_module  # CPython (host tools, tests) only
 
-
-# -- CPython: umqtt.simple expects MicroPython's usocket/ustruct/ubinascii and stream-style sockets --
-
-
-def _cpython_socket_module():
-    import socket
-    import ssl
-
-    class StreamSocket:
-        """socket.socket with MicroPython's read/write stream methods, as umqtt.simple uses them."""
-
-        def __init__(self, *args):
-            self.s = socket.socket(*args)
-
-        def connect(self, addr):
-            self.s.connect(addr)
-
-        def settimeout(self, t):
-            self.s.settimeout(t)
-
-        def setblocking(self, flag):
-            self.s.setblocking(flag)
-
-        def write(self, buf, n=None):
-            if isinstance(buf, str):
-                buf = buf.encode()
-            data = bytes(buf if n is None else memoryview(buf)[:n])
-            self.s.sendall(data)
-            return len(data)
-
-        def read(self, n):
-            out = b""
-            while len(out) < n:
-                try:
-                    chunk = self.s.recv(n - len(out))
-                except (BlockingIOError, ssl.SSLWantReadError):  # non-blocking, nothing there (yet)
-                    return out if out else None
-                if not chunk:
-                    return out
-                out += chunk
-            return out
-
-        def close(self):
-            self.s.close()
-
-    class Module:
-        def socket(self, *args):
-            return StreamSocket(*args)
-
-        def getaddrinfo(self, host, port, *rest):
-            return socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
-
-    return Module()
-
-
-def install_cpython_shims():
-    """Let micropython-lib modules (umqtt.simple) import under CPython."""
-    if sys.implementation.name == "micropython":
-        return
-    import binascii
-    import struct
-
-    sys.modules.setdefault("ustruct", struct)
-    sys.modules.setdefault("ubinascii", binascii)
-    if "usocket" not in sys.modules:
-        import types
-
-        mod = types.ModuleType("usocket")
-        impl = _cpython_socket_module()
-        mod.socket = impl.socket
-        mod.getaddrinfo = impl.getaddrinfo
-        sys.modules["usocket"] = mod
-
-
-class HostPort(Port):
-    """The hub on a PC: everything injected. wifi_ok can be set False by a test to take Wi-Fi down."""
-
-    def __init__(self, uart, clock=None, log_level="info", log=None, i2c=None, wall=None):
-        Port.__init__(self, log_level, log)
-        self.uart = uart
-        self.clock = clock or SystemClock()
-        self.wifi_ok = True
-        self.resets = 0
-        self.i2c_bus = i2c  # an I2C-shaped object (a device model, SocketI2C) or None
-        self.wall = wall  # a function returning seconds since 2000-01-01 UTC or None; None: unknown
-
-    def i2c(self, icfg):
-        if self.i2c_bus is None:
-            raise OSError("no I2C bus given to the host port")
-        return self.i2c_bus
-
-    def wall_time(self):
-        return self.wall() if self.wall is not None else None
-
-    def wifi_connect(self, timeout_ms):
-        return self.wifi_ok
-
-    def wifi_up(self):
-        return self.wifi_ok
-
-    def socket_module(self, timeout_s):
-        if not self.wifi_ok:
-            return _NoNetwork()
-        return Port.socket_module(self, timeout_s)
-
-    def ssl_wrap(self, sock, tls):
-        if sys.implementation.name == "micropython":
-            return mpy_tls_wrap(sock, tls)
-        import ssl
-
-        ctx = ssl.create_default_context(cafile=tls["ca"] or None)
-        if tls["insecure"]:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if tls["cert"]:
-            ctx.load_cert_chain(tls["cert"], tls["key"])
-        inner = sock.s
-        sock.s = ctx.wrap_socket(inner, server_hostname=tls["server_hostname"])
-        return sock
-
-    def reset(self):
-        self.resets += 1
-
-    def setup_outputs(self, outs, reset_pin=None):
-        self.out_levels = bytearray(len(outs))  # physical pin levels (what a relay driver would see)
-        self.out_log = []  # (ticks_ms, output, logical closed) of every change, for tests and the simulation
-        self._pressed = False
-        self._outs = outs
-        self.out_state = bytearray(len(outs))
-        for k in range(len(outs)):
-            self.out_levels[k] = 1 if outs[k][1] else 0  # open
-            if outs[k][0] is not None:
-                self.out_log.append((self.clock.ticks_ms(), k, 0))
-
-    def set_output(self, k, closed):
-        closed = 1 if closed else 0
-        if self._outs[k][0] is None:
-            return
-        if self.out_state[k] != closed:
-            self.out_log.append((self.clock.ticks_ms(), k, closed))
-        self.out_levels[k] = closed ^ (1 if self._outs[k][1] else 0)
-        self.out_state[k] = closed
-
-    def press_reset(self):
-        """The reset push button, pressed (tests, simulation)."""
-        self._pressed = True
-
-    def reset_pressed(self):
-        p = self._pressed
-        self._pressed = False
-        return p
-
-
-def der(path):
-    """The first certificate or key in a PEM or DER file, as DER: MicroPython's mbedTLS binding takes
-    DER bytes (a PEM file gives "invalid cert"), while users have PEM files from openssl or their CA."""
-    with open(path, "rb") as f:
-        data = f.read()
-    start = data.find(b"-----BEGIN")
-    if start < 0:
-        return data
-    import binascii
-
-    body = data.find(b"\n", start) + 1
-    end = data.find(b"-----END", body)
-    if body <= 0 or end < 0:
-        raise ValueError("%s: a PEM block without its END line" % path)
-    return binascii.a2b_base64(data[body:end])
-
-
-def mpy_tls_wrap(sock, tls):
-    """TLS client socket over sock with MicroPython's ssl module (mbedTLS on the ESP32 and the unix
-    port): certificate and server name checked unless tls["insecure"]."""
-    import ssl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if tls["insecure"]:
-        ctx.verify_mode = ssl.CERT_NONE
-    else:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cadata=der(tls["ca"]))
-    if tls["cert"]:
-        ctx.load_cert_chain(der(tls["cert"]), der(tls["key"]))
-    return ctx.wrap_socket(sock, server_hostname=tls["server_hostname"])
-
-
-class SocketUart:
-    """A UART-shaped TCP connection to a simulated ring (`packmon` serves one on 127.0.0.1): the hub's
-    ring driver uses it exactly like machine.UART(timeout=0). Runs on CPython and the unix port."""
-
-    def __init__(self, host, port):
-        import socket
-
-        addr = socket.getaddrinfo(host, port)[0][-1]
-        self.sock = socket.socket()
-        self.sock.connect(addr)
-        self.sock.setblocking(False)
-
-    def write(self, buf):
-        mv = memoryview(buf)
-        sent = 0
-        while sent < len(mv):
-            try:
-                k = self.sock.send(mv[sent:])
-            except OSError as e:
-                if e.args and e.args[0] == 11:  # EAGAIN
-                    continue
-                raise
-            sent += k or 0
-        return sent
-
-    def readinto(self, buf):
-        try:
-            if sys.implementation.name == "micropython":
-                k = self.sock.readinto(buf)
-            else:
-                k = self.sock.recv_into(buf)
-        except OSError:
-            return None  # nothing waiting (EAGAIN)
-        if k == 0:
-            raise OSError("the simulated ring closed the connection")
-        return k
-
-    def close(self):
-        self.sock.close()
+    return cpython_socket_module()
 
 
 class _FedSockets:
@@ -394,14 +169,6 @@ class _FedSock:
 
     def close(self):
         self.s.close()
-
-
-class _NoNetwork:
-    def socket(self, *args):
-        raise OSError("no network (Wi-Fi down)")
-
-    def getaddrinfo(self, *args):
-        raise OSError("no network (Wi-Fi down)")
 
 
 class BoardPort(Port):
@@ -532,12 +299,19 @@ class BoardPort(Port):
         return self._wlan is not None and self._wlan.isconnected()
 
     def ssl_wrap(self, sock, tls):
+        from hub.tls import wrap  # loaded with TLS only (hub.preload): the board's heap is small
+
         if isinstance(sock, _FedSock):
-            sock.s = mpy_tls_wrap(sock.s, tls)
+            sock.s = wrap(sock.s, tls)
             return sock
-        return mpy_tls_wrap(sock, tls)
+        return wrap(sock, tls)
 
     def reset(self):
         import machine
 
         machine.reset()
+
+
+if sys.implementation.name != "micropython":  # CPython host tools and tests import them from here, as before
+    from hub.cpython import install_cpython_shims  # noqa: E402, F401
+    from hub.hostport import HostPort, SocketUart  # noqa: E402, F401

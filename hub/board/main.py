@@ -15,9 +15,10 @@ except config.ConfigError as e:
         for p in e.problems:
             print("[error]   " + p)
         time.sleep(10)
+features = config.features(cfg)  # the feature modules hub.preload loads
 config.unload()  # validation is done: its bytecode is heap the hub can use
 del config
-hub.preload(cfg)  # one module at a time, so the heap stays in large pieces
+hub.preload(cfg, features)  # one module at a time, so the heap stays in large pieces
 from hub.app import Hub  # noqa: E402  (loaded by preload)
 from hub.port import BoardPort  # noqa: E402
 

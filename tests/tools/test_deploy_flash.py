@@ -19,7 +19,8 @@ from packmon import deploy, flash
 from packmon.sim.pty_bridge import open_pty
 
 ROOT = Path(__file__).resolve().parents[2]
-HUB_PY = sorted(f"hub/{p.name}" for p in (ROOT / "hub").glob("*.py") if p.name != "simlink.py")  # host-only
+HUB_PY = sorted(f"hub/{p.name}" for p in (ROOT / "hub").glob("*.py")
+                if p.name not in ("simlink.py", "hostport.py", "cpython.py"))  # host-only
 
 FAKE = """#!{python}
 import json, os, sys
@@ -151,7 +152,8 @@ def test_deploy_compiles_what_the_runtime_tests_import(tmp_path) -> None:
     built = mpy_hub.build_mpy(tmp_path / "b")
     files = sorted(str(f.relative_to(built)) for f in built.rglob("*.mpy"))
     # plus the simulator's bridge (hub/simlink.py), which the runtime tests need and deploy never copies
-    assert files == sorted([f"hub/{Path(f).stem}.mpy" for f in HUB_PY] + ["hub/simlink.mpy", "lib/umqtt/simple.mpy"])
+    assert files == sorted([f"hub/{Path(f).stem}.mpy" for f in HUB_PY]
+                          + ["hub/cpython.mpy", "hub/hostport.mpy", "hub/simlink.mpy", "lib/umqtt/simple.mpy"])
     assert all(f.read_bytes()[:2] == b"M\x06" for f in built.rglob("*.mpy"))
 
 

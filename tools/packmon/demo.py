@@ -45,6 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add a bank current sensor: the register-level model of this chip on the hub's I2C, "
                         "driven by a compressed solar day (4 minutes: charging by day under clouds, "
                         "inverter loads in steps by night); publishes bank/current, bank/power, bank/energy")
+    p.add_argument("--battery", action="store_true",
+                   help="one physical bank behind it all: an equivalent-circuit bank of Chen2020 cells through a "
+                        "solar day drives both the nodes' voltages and the shunt (INA228) the hub counts, and "
+                        "the hub estimates SOC and health (its battery block); time is compressed (--speed)")
+    p.add_argument("--speed", type=float, default=120.0,
+                   help="with --battery: simulated seconds per real second (default 120: a day in 12 minutes); "
+                        "the hub scans every --interval x --speed simulated seconds")
+    p.add_argument("--parallel", type=int, default=4, help="with --battery: cells in parallel per pack (default 4)")
+    p.add_argument("--weak-pack", type=int, metavar="N", help="with --battery: pack N has 15 %% less capacity")
+    p.add_argument("--seed", type=int, default=1, help="with --battery: the seed of the packs' spread and the "
+                                                        "sensor's noise (default 1)")
     p.set_defaults(func=run)
 
 
@@ -82,6 +93,11 @@ def demo_raw_config(args: argparse.Namespace, host: str, port: int, tls: bool = 
     if tls:
         mqtt["tls"] = {**mqtt.get("tls", {}), "enabled": True}
     interval = args.interval
+    battery = getattr(args, "battery", False)
+    if battery:
+        interval = args.interval * args.speed  # the hub runs on the bank's compressed time
+        if mqtt.get("keepalive_s", 60):  # the hub talks to the broker once a scan (simulated seconds)
+            mqtt["keepalive_s"] = max(mqtt.get("keepalive_s", 60), int(3 * interval))
     raw = {
         "bank": bank,
         "mqtt": mqtt,
@@ -97,6 +113,12 @@ def demo_raw_config(args: argparse.Namespace, host: str, port: int, tls: bool = 
         raw["shunt"] = {"enabled": True, "chip": args.shunt, "shunt_ohms": 0.0005,
                         "max_current_a": 200 if args.shunt == "ina228" else 150}
         raw["state_file"] = str(Path(tempfile.gettempdir()) / f"packmon-demo-{bank}-state.json")
+    if battery:
+        from .demo_battery import battery_config
+
+        raw["battery"] = battery_config(args)
+        # a new bank every run: the counters and the estimator's state of an earlier run are not this bank's
+        raw["state_file"] = str(Path(tempfile.mkdtemp(prefix="packmon-demo-battery-")) / "state.json")
     return raw
 
 
@@ -163,11 +185,15 @@ def make_engine(kind: str, packs: int, scenario: Scenario):
     return ModelRing(packs, mv=mv, temp=temp)
 
 
-def make_hub(cfg: dict, uart, logs: list[str], i2c=None):  # noqa: ANN001
-    """The hub's own code under CPython, with the host port around the simulated UART."""
+def _vendored_lib() -> None:
     lib = str(Path(hub_pkg.__file__).parent / "lib")
     if lib not in sys.path:
         sys.path.insert(0, lib)  # umqtt.simple, vendored as on the board's /lib
+
+
+def make_hub(cfg: dict, uart, logs: list[str], i2c=None):  # noqa: ANN001
+    """The hub's own code under CPython, with the host port around the simulated UART."""
+    _vendored_lib()
     from hub.app import Hub
     from hub.port import HostPort, install_cpython_shims
 
@@ -231,9 +257,39 @@ def render(hub, scenario: Scenario, step: int, broker: str, engine_name: str, lo
     return "\n".join(lines)
 
 
+def run_battery(args: argparse.Namespace) -> int:
+    """--battery: tools/packmon/demo_battery.py."""
+    check_battery_args(args)
+    from . import demo_battery
+
+    return demo_battery.run(args)
+
+
+def check_battery_args(args: argparse.Namespace) -> None:
+    """--battery: the options that go with it (the shunt defaults to the INA228); one line for each bad one."""
+    if args.shunt is None:
+        args.shunt = "ina228"
+    if args.shunt != "ina228":
+        raise SystemExit("packmon demo: --battery needs the INA228 (--shunt ina228): time is compressed, and the "
+                         "INA226 has no charge accumulator to count between scans minutes of bank time apart")
+    if args.hub != "cpython":
+        raise SystemExit("packmon demo: --battery runs the hub under CPython only: the compressed time needs the "
+                         "hub's clock, which the MicroPython unix port keeps in real time")
+    if args.scenario != "fixed":
+        raise SystemExit("packmon demo: --battery replaces the scenario: the bank's day sets every pack's voltage")
+    if not 1 <= args.speed <= 3600:
+        raise SystemExit("packmon demo: --speed must be 1..3600 simulated seconds per real second")
+    if not 1 <= args.parallel <= 100:
+        raise SystemExit("packmon demo: --parallel must be 1..100")
+    if args.weak_pack is not None and not 1 <= args.weak_pack <= args.packs:
+        raise SystemExit(f"packmon demo: --weak-pack {args.weak_pack}: must be a pack number 1..{args.packs}")
+
+
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.packs <= 64:
         raise SystemExit("packmon demo: --packs must be 1..64")
+    if getattr(args, "battery", False):
+        return run_battery(args)
     if args.hub == "micropython":
         try:
             from . import mpy_hub

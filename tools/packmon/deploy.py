@@ -58,7 +58,7 @@ def vendored_umqtt(hub_dir: Path) -> Path | None:
     return d if (d / "simple.py").exists() else None
 
 
-HOST_ONLY = ("simlink.py",)  # the PC side of the simulator bridge: never needed on a board
+HOST_ONLY = ("simlink.py", "hostport.py", "cpython.py")  # the simulator bridge, the host port, CPython shims
 
 
 def hub_sources(hub_dir: Path, host: bool = False) -> list[Path]:

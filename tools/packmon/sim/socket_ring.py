@@ -1,5 +1,5 @@
 """A simulated ring served on a loopback TCP socket, for a hub running in another process (the hub
-under the MicroPython unix port connects to it with hub.port.SocketUart)."""
+under the MicroPython unix port connects to it with hub.hostport.SocketUart)."""
 
 from __future__ import annotations
 
