@@ -1,5 +1,5 @@
 # Pack Monitor — top-level entry points. See README.md.
-#   make demo   set up a virtualenv and run a simulated 8-pack bank publishing to an embedded broker
+#   make demo   set up a virtualenv and run a simulated 8-pack bank (voltages, current, SOC) publishing to an embedded broker
 #   make test   install every dependency (apt, pip, npm) and run the whole test suite
 VENV ?= .venv
 PY   := $(VENV)/bin/python
@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(VENV)/bin/packmon demo --packs $(PACKS)
+	$(VENV)/bin/packmon demo --packs $(PACKS) --battery
 
 deps:
 	bash .ci/install-deps.sh
