@@ -42,9 +42,9 @@ def __getattr__(name):
     """soc.DEFAULTS: the battery block's settings and defaults (hub/battery_cfg.py), loaded on first use:
     the estimator itself reads the validated block, so a running hub does not carry the checks."""
     if name == "DEFAULTS":
-        from hub.battery_cfg import DEFAULTS
+        from hub import battery_cfg
 
-        return DEFAULTS
+        return battery_cfg.DEFAULTS
     raise AttributeError("module 'hub.soc' has no attribute '%s'" % name)
 
 
