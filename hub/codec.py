@@ -49,14 +49,6 @@ FLAG_NAMES = (
     "clock_fault",
 )
 
-CMD_NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY", 7: "CLOCK"}
-# CLOCK record state bits
-CLOCK_LOCKED = const(0x01)
-CLOCK_LIMIT = const(0x02)
-CLOCK_EEPROM = const(0x04)
-CLOCK_MEASURED = const(0x08)
-CLOCK_OFF = const(0x10)
-
 # Check results. 0 is a good frame; the names are the ones docs/protocol.md and the vectors use.
 OK = const(0)
 ERR_BAD_SOF = const(1)
@@ -98,6 +90,7 @@ def _make_table():
 
 
 _T = _make_table()
+del _make_table  # needed once: its bytecode is heap
 
 
 def crc16(buf, start=0, end=None, crc=0xFFFF):
@@ -141,13 +134,6 @@ def build(buf, cmd, seq, addr, cnt, payload=None):
     buf[n - 2] = crc >> 8
     buf[n - 1] = crc & 0xFF
     return n
-
-
-def encode(cmd, seq, addr, cnt, payload=None):
-    """Allocating convenience form of build() for tools and tests."""
-    buf = bytearray(frame_len(cnt))
-    build(buf, cmd, seq, addr, cnt, payload)
-    return bytes(buf)
 
 
 # -- reading a received frame in place ------------------------------------------------------
@@ -254,112 +240,13 @@ def rec_scans(buf, o):
     return buf[o + 7]
 
 
-def flag_names(flags):
-    return [FLAG_NAMES[b] for b in range(8) if flags & (1 << b)]
+def __getattr__(name):
+    """The allocating helpers for tools and tests (decode, encode, FrameError, settings_pack, flag_names,
+    CMD_NAMES, SENSOR_NAMES, SETTINGS_CALIBRATED) live in hub/frames.py: the hub never calls them, so a
+    board does not carry them in its heap. codec.decode(...) still works everywhere (loaded on first use)."""
+    from hub import frames
 
-
-# -- settings ------------------------------------------------------------------------------
-SETTINGS_CALIBRATED = const(0x01)
-SENSOR_NAMES = ("internal", "tmp36", "ntc")
-
-
-def settings_pack(vref, temp_offset, sensor, flags):
-    """Validate and pack a SETTINGS record (docs/protocol.md §3.3); raises ValueError naming the field."""
-    if not 9000 <= vref <= 13000:
-        raise ValueError("vref %d out of range 9000..13000 (0.1 mV)" % vref)
-    if not -500 <= temp_offset <= 500:
-        raise ValueError("temp_offset %d out of range -500..500 (0.1 degC)" % temp_offset)
-    if not 0 <= sensor <= 2:
-        raise ValueError("sensor %d out of range 0..2" % sensor)
-    if flags & ~SETTINGS_CALIBRATED:
-        raise ValueError("settings flags 0x%02x: only bit 0 is defined" % flags)
-    t = temp_offset & 0xFFFF
-    return bytes((vref & 0xFF, vref >> 8, t & 0xFF, t >> 8, sensor, flags, 0, 0))
-
-
-def decode(frame):
-    """Decode a whole frame into a dict (tools and tests; allocates). Raises FrameError."""
-    n = len(frame)
-    err = check(frame, n)
-    if err:
-        raise FrameError(err, frame)
-    cnt = frame[4]
-    cmd = frame[1]
-    st = status_of(frame)
-    d = {
-        "cmd": CMD_NAMES[cmd],
-        "seq": frame[2],
-        "addr": frame[3],
-        "cnt": cnt,
-        "nodes": nodes_of(frame),
-        "done": bool(st & STATUS_DONE),
-        "fault": st & FAULT_MASK,
-    }
-    if cmd == CMD_SCAN:
-        recs = []
-        for i in range(cnt):
-            o = slot(i)
-            if frame[o] == 0:
-                break
-            recs.append(
-                {
-                    "addr": frame[o],
-                    "flags": frame[o + 1],
-                    "mv": rec_mv(frame, o),
-                    "temp": rec_temp(frame, o),
-                    "bad": frame[o + 6],
-                    "scans": frame[o + 7],
-                }
-            )
-        d["records"] = recs
-    elif cmd == CMD_INFO and cnt == 1 and d["done"]:
-        o = slot(0)
-        d["info"] = {
-            "fw_major": frame[o],
-            "fw_minor": frame[o + 1],
-            "reset_cause": frame[o + 2],
-            "bad": frame[o + 3],
-            "uptime": u16(frame, o + 4) | (u16(frame, o + 6) << 16),
-        }
-    elif cmd == CMD_CLOCK and cnt == 1 and d["done"]:
-        o = slot(0)
-        e = frame[o + 3]
-        d["clock"] = {
-            "osccal": frame[o],
-            "osccal_reset": frame[o + 1],
-            "state": frame[o + 2],
-            "error_01pct": e - 256 if e & 0x80 else e,
-            "clean": frame[o + 4],
-            "steps": frame[o + 5],
-            "eeprom_writes": frame[o + 6],
-            "eeprom_value": frame[o + 7],
-        }
-    elif (cmd == CMD_READ or cmd == CMD_WRITE) and cnt == 1:
-        o = slot(0)
-        d["settings"] = {
-            "vref": u16(frame, o),
-            "temp_offset": i16(frame, o + 2),
-            "sensor": frame[o + 4],
-            "flags": frame[o + 5],
-            "reserved": u16(frame, o + 6),
-        }
-    return d
-
-
-class FrameError(Exception):
-    """A frame that failed check(); .code is an ERR_* value, .name its spec name."""
-
-    def __init__(self, code, frame=None, detail=""):
-        self.code = code
-        self.name = ERROR_NAMES[code]
-        self.fault = 0
-        if code == ERR_RING_FAULT and frame is not None:
-            self.fault = fault_of(frame)
-        msg = self.name
-        if self.fault:
-            msg += " (corruption on the hop into node %d)" % self.fault if self.fault != FAULT_NO_ADDRESS else (
-                " (corruption seen by a node without address)"
-            )
-        if detail:
-            msg += ": " + detail
-        super().__init__(msg)
+    try:
+        return getattr(frames, name)
+    except AttributeError:
+        raise AttributeError("module 'hub.codec' has no attribute '%s'" % name) from None

@@ -6,6 +6,8 @@
 # hub keeps scanning; nothing is queued, so nothing old is ever published later as if it were new.
 # hub/publisher.py (topics and payloads) builds on Connection; messages are written from Buf objects,
 # preallocated text buffers, so publishing allocates nothing.
+import sys
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -330,15 +332,6 @@ def _settimeout(sock, t):
         pass
 
 
-# mbedTLS error codes that MicroPython raises as OSError(code) during a TLS handshake
-_TLS_ERRORS = {
-    -0x2700: "TLS: the broker's certificate does not verify against mqtt.tls.ca, or does not carry the "
-             "name in mqtt.tls.server_hostname",
-    -0x7780: "TLS: the broker ended the handshake with an alert (does it want a client certificate?)",
-    -0x7200: "TLS: the broker's reply is not TLS (is mqtt.port its TLS listener?)",
-}
-
-
 def _why(e):
     s = " ".join(str(e).split())  # mbedTLS messages come wrapped in newlines
     name = type(e).__name__
@@ -357,6 +350,7 @@ def _why(e):
     if name == "ValueError" and "certificate" in s:  # MicroPython: mbedTLS verification failures
         return "TLS: %s; check mqtt.tls.ca and mqtt.tls.server_hostname" % s
     code = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else 0
-    if code in _TLS_ERRORS:
-        return "%s (mbedTLS %d)" % (_TLS_ERRORS[code], code)
+    tls = sys.modules.get("hub.tls")  # loaded with mqtt.tls on: only then can mbedTLS fail
+    if code < 0 and tls is not None and code in tls.ERRORS:
+        return "%s (mbedTLS %d)" % (tls.ERRORS[code], code)
     return "%s: %s" % (name, s) if s else name

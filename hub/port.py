@@ -76,27 +76,13 @@ class Port:
     def reset(self):
         raise SystemExit("hub reset requested")
 
-    def read_file(self, path):
-        with open(path) as f:
-            return f.read()
-
     # -- protection outputs (hub/protect.py decides; only this module drives pins) -------------------
     # outs: [(pin or None, inverted)] in hub.protect.NAMES order. LOGICAL closed (connected / on) is
     # the ENERGISED level (pin high) unless inverted: a de-energised pin (reset, crash, power-up,
-    # watchdog) then means disconnected. setup_outputs() drives every output open before anything else.
-    def setup_outputs(self, outs, reset_pin=None):
-        self._outs = outs
-        self.out_state = bytearray(len(outs))  # logical, as last set
-        for k in range(len(outs)):
-            self.set_output(k, 0)
-
-    def set_output(self, k, closed):
-        self.out_state[k] = 1 if closed else 0
-
-    def reset_pressed(self):
-        """True once per press of the reset button since the last call."""
-        return False
-
+    # watchdog) then means disconnected. Each port (BoardPort here, HostPort in hub/hostport.py) has
+    # setup_outputs(outs, reset_pin) (every output open before anything else), set_output(k, closed)
+    # (out_state[k]: logical, as last set) and reset_pressed() (True once per press of the reset button);
+    # both ports define them, so they are not defaulted here.
     def iso_time(self, age_ms):
         """ISO 8601 UTC of the moment age_ms ago, or None while the clock is not set (no NTP yet)."""
         return None

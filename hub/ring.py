@@ -13,36 +13,8 @@ except ImportError:  # CPython
         return x
 
 
-try:
-    from time import sleep_ms, ticks_diff, ticks_ms
-except ImportError:  # CPython
-    import time as _time
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def sleep_ms(ms):
-        _time.sleep(ms / 1000)
-
-
 _LAG_BYTES = const(4)  # per node: ~3 byte times of delay plus margin, docs/protocol.md §5
 _SLACK_MS = const(50)
-
-
-class SystemClock:
-    """The clock the ring uses unless given another (tests pass a fake one)."""
-
-    def ticks_ms(self):
-        return ticks_ms()
-
-    def ticks_diff(self, a, b):
-        return ticks_diff(a, b)
-
-    def sleep_ms(self, ms):
-        sleep_ms(ms)
 
 
 class RingError(Exception):
@@ -59,7 +31,11 @@ class Ring:
     def __init__(self, uart, baud=9600, clock=None, max_nodes=codec.MAX_SLOTS):
         self.uart = uart
         self.baud = baud
-        self.clock = clock or SystemClock()
+        if clock is None:  # the system clock unless given another (tests pass a fake one)
+            from hub.port import SystemClock
+
+            clock = SystemClock()
+        self.clock = clock
         self.max_nodes = max_nodes
         self.tx = bytearray(codec.MAX_FRAME)
         self.rx = bytearray(codec.MAX_FRAME + 64)

@@ -37,7 +37,15 @@ _KIND_REST = const(1)
 _KIND_FULL = const(2)
 _EVAL_EVERY = const(12)  # scans between weakest evaluations
 
-from hub.battery_cfg import DEFAULTS  # noqa: E402,F401  (the battery block's settings and defaults)
+
+def __getattr__(name):
+    """soc.DEFAULTS: the battery block's settings and defaults (hub/battery_cfg.py), loaded on first use:
+    the estimator itself reads the validated block, so a running hub does not carry the checks."""
+    if name == "DEFAULTS":
+        from hub import battery_cfg
+
+        return battery_cfg.DEFAULTS
+    raise AttributeError("module 'hub.soc' has no attribute '%s'" % name)
 
 
 class Estimator:

@@ -2,6 +2,15 @@
 # mqtt.tls on (hub.preload), so a hub without TLS does not carry it in RAM. No hardware access.
 
 
+# mbedTLS error codes that MicroPython raises as OSError(code) during a TLS handshake
+ERRORS = {
+    -0x2700: "TLS: the broker's certificate does not verify against mqtt.tls.ca, or does not carry the "
+             "name in mqtt.tls.server_hostname",
+    -0x7780: "TLS: the broker ended the handshake with an alert (does it want a client certificate?)",
+    -0x7200: "TLS: the broker's reply is not TLS (is mqtt.port its TLS listener?)",
+}
+
+
 class TlsSockets:
     """Sockets that wrap themselves in TLS (through the port) once connected."""
 

@@ -27,7 +27,7 @@ def test_compiles_with_mpy_cross(path: Path, tmp_path: Path) -> None:
 def test_pure_modules_on_the_real_runtime() -> None:
     vectors = ROOT / "tests" / "vectors" / "frames.json"
     r = subprocess.run(
-        [shutil.which("micropython") or "micropython", "-X", "heapsize=256k",
+        [shutil.which("micropython") or "micropython", "-X", "heapsize=512k",  # the whole vectors file is in memory
          str(ROOT / "tests" / "hub" / "mpy_selftest.py"), str(vectors)],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
         env={**os.environ, "MICROPYPATH": f"{ROOT}:{ROOT / 'hub' / 'lib'}:.frozen"},

@@ -3,9 +3,9 @@ over an I2C-over-socket bridge: simulated ring + shunt -> hub under `micropython
 paho. Current, power, energy with the wall clock, and the absent chip's one error line.
 
 Heap: the shunt's modules (shunt, ina228/ina226, energy, persist, shunt_topics) loaded from .mpy files
-take about 27 KB of heap on top of the hub's; 64 packs with a shunt run in 130 KB here (without a shunt
-100 KB). On an ESP32 without PSRAM the hub is frozen into the firmware, where bytecode stays in flash
-(docs/hub.md). These tests give the process 150 KB."""
+and its state add about 36 KB to the base hub's 80 KB on this 64-bit port (tools/mpy/heap_matrix.py); these
+tests give the process what packmon.mpy_hub.heap_for() says the config needs (120 KB). On an ESP32 without
+PSRAM the hub with a shunt is frozen into the firmware, where bytecode stays in flash (docs/hub.md "Memory")."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ pytestmark = pytest.mark.skipif(not ok, reason=why)
 MV = [3300, 3321, 3287, 3310]
 P = "packmonitor/bank1"
 DAY = 86400
-HEAP = "150k"
 
 
 def cfg(port: int, tmp_path, chip: str, **shunt) -> dict:
@@ -41,7 +40,8 @@ def test_shunt_end_to_end_on_the_real_runtime(mosquitto, subscriber_factory, tmp
     model = ina.make_model(chip, 0.0005, lambda t: amps, time.monotonic)
     cycles = 16 if chip == "ina228" else 24  # the INA226 averages 2.1 s windows
     with mpy_hub.MpyHub(ModelRing(4, mv=list(MV), temp=[250] * 4), cfg(mosquitto.port, tmp_path, chip),
-                        cycles=cycles, i2c_model=model, wall=9800 * DAY + 7200, heap=HEAP) as hub:
+                        cycles=cycles, i2c_model=model, wall=9800 * DAY + 7200,
+                        heap=mpy_hub.heap_for(cfg(0, tmp_path, chip))) as hub:
         assert hub.wait(120) == 0, "\n".join(hub.lines[-20:])
     assert any(f"shunt ok {round(amps * 1000)} mA" in line or "shunt ok" in line for line in hub.lines)
     sub.wait_for(lambda s: f"{P}/bank/energy" in s.latest and f"{P}/shunt" in s.latest)
@@ -65,8 +65,8 @@ def test_absent_shunt_on_the_real_runtime(mosquitto, subscriber_factory, tmp_pat
     sub = subscriber_factory(mosquitto.port, f"{P}/#")
     model = ina.make_model("ina228", 0.0005, lambda t: 5.0, time.monotonic)
     model.absent = True
-    with mpy_hub.MpyHub(ModelRing(2, mv=MV[:2], temp=[250] * 2), cfg(mosquitto.port, tmp_path, "ina228"),
-                        i2c_model=model, heap=HEAP) as hub:
+    c = cfg(mosquitto.port, tmp_path, "ina228")
+    with mpy_hub.MpyHub(ModelRing(2, mv=MV[:2], temp=[250] * 2), c, i2c_model=model, heap=mpy_hub.heap_for(c)) as hub:
         sub.wait_for(lambda s: json.loads(s.latest.get(f"{P}/shunt", b"{}")).get("io_errors", 0) >= 4, timeout=30)
         assert sub.latest[f"{P}/bank/current"] == b"" and sub.latest[f"{P}/pack/2/voltage"] == b"3.321"
         errors = [m for t, m, _ in sub.messages if t == f"{P}/error"]

@@ -2,10 +2,11 @@
 with mpy-cross): simulated ring (+ a modelled INA228 over the I2C bridge) -> hub under `micropython` -> real
 Mosquitto -> paho.
 
-Heap: the estimator's modules (soc, health, ocv, soc_topics) take about 12 KB of heap and its state for 64
-packs 2.5 KB (int32 arrays); the hub with a battery block needs about 144 KB here, 64-bit (100 KB without). As
-with the shunt (tests/mpy/test_mpy_shunt.py), a board without PSRAM runs the hub frozen into the firmware,
-where bytecode stays in flash. These tests give the process 160 KB, 200 KB with a shunt too."""
+Heap: a battery block (the estimator's modules soc, health, ocv, soc_topics and persist, and its state for 64
+packs) adds about 44 KB to the base hub's 80 KB on this 64-bit port (tools/mpy/heap_matrix.py); each test
+gives the process what packmon.mpy_hub.heap_for() says its config needs (128 KB; 164 KB with a shunt too).
+As with the shunt, a board without PSRAM runs such a hub frozen into the firmware, where bytecode stays in
+flash (docs/hub.md "Memory")."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def test_battery_block_on_the_real_runtime(mosquitto, subscriber_factory) -> Non
                            b"no shunt block"),
                           ({"enabled": True, "chemistry": "lto"}, b"battery.chemistry: 'lto' is not known")):
         sub = subscriber_factory(mosquitto.port, "packmonitor/#")
-        with mpy_hub.MpyHub(ModelRing(4, mv=list(MV), temp=list(TEMP)), cfg(mosquitto.port, battery=battery),
-                            cycles=4, heap="160k") as hub:
+        c = cfg(mosquitto.port, battery=battery)
+        with mpy_hub.MpyHub(ModelRing(4, mv=list(MV), temp=list(TEMP)), c, cycles=4, heap=mpy_hub.heap_for(c)) as hub:
             assert hub.wait() == 0, "\n".join(hub.lines[-20:])
         sub.wait_for(lambda s: f"{P}/pack/4/voltage" in s.latest and f"{P}/bank/soc" in s.latest)
         errors = [m for t, m, _ in sub.messages if t == f"{P}/error"]
@@ -44,7 +45,7 @@ def test_battery_block_on_the_real_runtime(mosquitto, subscriber_factory) -> Non
 
 def test_64_packs_with_the_estimator(mosquitto) -> None:
     c = cfg(mosquitto.port, scan_interval_s=1, stale_after_s=5, battery={"enabled": True, "capacity_ah": 100})
-    with mpy_hub.MpyHub(ReplayRing(64), c, heap="160k", cycles=300, nosleep=True) as hub:
+    with mpy_hub.MpyHub(ReplayRing(64), c, heap=mpy_hub.heap_for(c), cycles=300, nosleep=True) as hub:
         rc = hub.wait(timeout=900)
         out = "\n".join(hub.lines[-10:])
         assert rc == 0, out
@@ -62,7 +63,7 @@ def test_soc_resync_with_a_modelled_ina228(mosquitto, subscriber_factory, tmp_pa
             shunt={"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005, "max_current_a": 200},
             battery={"enabled": True, "chemistry": "nmc", "capacity_ah": 100, "rest_s": 60})
     with mpy_hub.MpyHub(ModelRing(4, mv=list(MV), temp=list(TEMP)), c, cycles=140, i2c_model=model,
-                        heap="200k") as hub:
+                        heap=mpy_hub.heap_for(c)) as hub:
         assert hub.wait(300) == 0, "\n".join(hub.lines[-20:])
     sub.wait_for(lambda s: s.latest.get(f"{P}/bank/soc", b"") != b"")
     assert any(t == f"{P}/bank/soc" and m == b"" for t, m, _ in sub.messages)  # unknown before the rest

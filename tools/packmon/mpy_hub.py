@@ -53,6 +53,38 @@ def build_mpy(out: Path) -> Path:
         raise RuntimeError(str(e)) from None
 
 
+# The heap the hub needs on the unix port (64-bit) at 64 packs, in KB, measured by tools/mpy/heap_matrix.py:
+# the smallest -X heapsize in which the base hub runs, and what each feature adds to it (docs/hub.md
+# "Memory"). The runtime tests and `packmon demo --hub micropython` give each config this much plus 4 KB,
+# never less than the 100 KB an ESP32 without PSRAM leaves the hub. TLS: the unix port's mbedTLS takes its
+# records and certificates from the GC heap (on the ESP32 they come from ESP-IDF's heap): 256 KB in all, as
+# tests/mpy/test_mpy_tls.py has always run (heap_matrix.py does not measure TLS).
+BASE_MIN_HEAP_KB = 80
+FEATURE_HEAP_KB = {"discovery": 16, "shunt": 36, "battery": 44, "outputs": 36, "tls": 172}
+MARGIN_KB = 4
+BOARD_HEAP_KB = 100
+
+
+def features(cfg: dict) -> list[str]:
+    """The FEATURE_HEAP_KB features a (raw or validated) hub config turns on."""
+    def on(block: str) -> bool:
+        return bool((cfg.get(block) or {}).get("enabled"))
+
+    outs = cfg.get("outputs") or {}
+    out = [f for f in ("discovery", "shunt", "battery") if on(f)]
+    if any((o or {}).get("pin") is not None for o in outs.values()):
+        out.append("outputs")
+    if ((cfg.get("mqtt") or {}).get("tls") or {}).get("enabled"):
+        out.append("tls")
+    return out
+
+
+def heap_for(cfg: dict) -> str:
+    """The -X heapsize a config honestly needs here (see FEATURE_HEAP_KB), e.g. "100k"."""
+    kb = BASE_MIN_HEAP_KB + MARGIN_KB + sum(FEATURE_HEAP_KB[f] for f in features(cfg))
+    return f"{max(kb, BOARD_HEAP_KB)}k"
+
+
 class MpyHub:
     """A hub process on the MicroPython unix port, wired to `engine` through a loopback socket."""
 
@@ -157,9 +189,7 @@ def run_demo(args) -> int:  # noqa: ANN001 (argparse.Namespace from demo.py)
     engine = make_engine(args.engine, args.packs, scenario)
     print(f"MQTT broker: {url}{' (embedded)' if broker else ''}")
     print(f"watch it:    {watch_command(cfg)}")
-    # the unix port's mbedTLS takes its buffers from the GC heap (on the ESP32 they come from ESP-IDF's heap);
-    # the shunt's modules loaded from .mpy take ~27 KB more (frozen into a board's firmware they do not)
-    heap = "256k" if cfg["mqtt"]["tls"]["enabled"] else ("150k" if args.shunt else "100k")
+    heap = heap_for(cfg)  # what the config's features need here (TLS: the unix port's mbedTLS uses the GC heap)
     model = None
     if args.shunt:
         from .demo import make_shunt_model, wall_now

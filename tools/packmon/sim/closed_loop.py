@@ -543,7 +543,7 @@ def run_mpy(name: str = "runaway_charger", engine: str = "model", lead_mv: float
     series_imbalance, weak_pack_night)."""
     import threading
 
-    from ..mpy_hub import MpyHub
+    from ..mpy_hub import MpyHub, heap_for
 
     s = spec(name, short=True)
     # the bank starts lead_mv from the limit under load, i.e. ~70 mV from it at rest: the boot rule (an
@@ -581,7 +581,7 @@ def run_mpy(name: str = "runaway_charger", engine: str = "model", lead_mv: float
         eng.set_pack(i, mv=round(bank.voltage(i) * 1000), temp=round(bank.packs[i].temp_c * 10))
     relays = [Relay(s.relay_delay_s) for _ in range(4)]
     trace: list[tuple[float, list[float], float, list[float]]] = []
-    hub = MpyHub(eng, cfg, heap="128k")  # protection costs ~16 KB of heap as .mpy (docs/hub.md)
+    hub = MpyHub(eng, cfg, heap=heap_for(cfg))  # what protection needs here (docs/hub.md "Memory")
     stop = threading.Event()
     t0 = time.monotonic()
     seen = 0
