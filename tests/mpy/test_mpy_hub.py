@@ -7,9 +7,7 @@ import json
 
 import pytest
 from packmon import mpy_hub
-from packmon.sim.model_ring import Exchange, ModelRing
-
-from hub import codec
+from packmon.sim.model_ring import ModelRing, ReplayRing
 
 ok, why = mpy_hub.available()
 pytestmark = pytest.mark.skipif(not ok, reason=why)
@@ -101,25 +99,6 @@ def test_silent_ring_and_missing_node_on_the_real_runtime(mosquitto, subscriber_
         with hub.ring.lock:
             eng.insert_node(1)
         sub.wait_for(lambda s: json.loads(s.latest[f"{P}/bank/state"])["packs"] == 3, timeout=20)
-
-
-class ReplayRing:
-    """A 64-pack answer computed once by the model ring, then replayed with each request's SEQ and a
-    fresh CRC: the same bytes a real ring would return, at the speed a memory test needs."""
-
-    def __init__(self, n: int) -> None:
-        model = ModelRing(n, mv=[3300 + i for i in range(n)], temp=[200 + i for i in range(n)])
-        self.enum = model.exchange(codec.encode(codec.CMD_ENUMERATE, 0, 0, 0)).rx
-        model.exchange(codec.encode(codec.CMD_SCAN, 0, 0, n))
-        self.scan = bytearray(model.exchange(codec.encode(codec.CMD_SCAN, 0, 0, n)).rx)
-        self.n = n
-
-    def exchange(self, tx: bytes) -> Exchange:
-        ans = bytearray(self.enum if tx[1] == codec.CMD_ENUMERATE else self.scan)
-        ans[2] = tx[2]
-        crc = codec.crc16(ans, 1, len(ans) - 2)
-        ans[-2:] = bytes([crc >> 8, crc & 0xFF])
-        return Exchange(bytes(ans), 0.75)
 
 
 def test_64_packs_1000_scans_in_a_100k_heap(mosquitto) -> None:

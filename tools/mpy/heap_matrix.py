@@ -33,9 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 from packmon import mpy_hub  # noqa: E402
-from packmon.sim.model_ring import Exchange, ModelRing  # noqa: E402
-
-from hub import codec  # noqa: E402
+from packmon.sim.model_ring import ReplayRing  # noqa: E402
 
 PACKS = 64
 SHUNT = {"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005, "max_current_a": 200}
@@ -50,25 +48,6 @@ COMBOS: list[tuple[str, dict[str, Any]]] = [
     ("everything", {"discovery": {"enabled": True}, "shunt": SHUNT, "battery": BATTERY, "outputs": OUTPUTS}),
 ]
 DONE = re.compile(r"done cycles (\d+) peak_alloc (\d+) free (\d+)(?: alloc (\d+))?")
-
-
-class ReplayRing:
-    """64 packs computed once by the model ring, replayed with each request's SEQ and a fresh CRC (the same
-    bytes a real ring returns, fast enough for many runs)."""
-
-    def __init__(self, n: int) -> None:
-        model = ModelRing(n, mv=[3300 + i for i in range(n)], temp=[200 + i for i in range(n)])
-        self.enum = model.exchange(codec.encode(codec.CMD_ENUMERATE, 0, 0, 0)).rx
-        model.exchange(codec.encode(codec.CMD_SCAN, 0, 0, n))
-        self.scan = bytes(model.exchange(codec.encode(codec.CMD_SCAN, 0, 0, n)).rx)
-        self.n = n
-
-    def exchange(self, tx: bytes) -> Exchange:
-        ans = bytearray(self.enum if tx[1] == codec.CMD_ENUMERATE else self.scan)
-        ans[2] = tx[2]
-        crc = codec.crc16(ans, 1, len(ans) - 2)
-        ans[-2:] = bytes([crc >> 8, crc & 0xFF])
-        return Exchange(bytes(ans), 0.75)
 
 
 class Broker:
