@@ -42,9 +42,8 @@ class Hub:
         self.cfg = cfg
         self.port = port
         if cfg["shunt"]["enabled"]:
-            from hub import shunt as hooks  # loaded only with a shunt: the board's heap is small
+            from hub import shunt as hooks  # loaded only with a shunt (hub.preload() loads its modules first)
 
-            hooks.preload(cfg["shunt"]["chip"])
             self._shunt_hooks = hooks
         clk = port.clock
         self._td = clk.ticks_diff  # bound once: passing clk.ticks_diff each cycle would allocate

@@ -284,19 +284,6 @@ class Broken:
         return
 
 
-def preload(chip):
-    """Imports what a hub with a shunt runs, before the hub allocates its buffers: loading bytecode needs
-    contiguous blocks, which a small heap no longer has once it is in use."""
-    import hub.energy  # noqa: F401
-    import hub.persist  # noqa: F401
-    import hub.shunt_topics  # noqa: F401
-
-    if chip == "ina228":
-        import hub.ina228  # noqa: F401
-    else:
-        import hub.ina226  # noqa: F401
-
-
 def start(hub):
     """Sets hub.shunt (a driver, or Broken with the reason) and hub.energy (registered with hub.store)
     from the validated config."""
