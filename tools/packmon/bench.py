@@ -1,11 +1,15 @@
-"""`packmon bench`: scan wire time against the wire floor and against the original packMonitor scheme.
+"""`packmon bench`: scan wire time against the wire floor, the original packMonitor and diyBMS v4.
 
 For each ring size N it runs a SCAN on the simulated ring and prints the simulated wire time (first start
 bit sent to last stop bit received), the wire floor (the scan's own bytes once at the baud rate), their
 ratio and the time per pack. Beside it, the original packMonitor scheme as a reference model: one
 register of one pack per round trip, each request frame of Q bytes stored and forwarded whole by every
-node, R registers per pack. With the simavr engine it also prints, from the real firmware, the node's
-awake CPU cycles per forwarded byte and its idle (asleep) fraction during the scan.
+node, R registers per pack; and diyBMS v4's scheme (ref_diybms.py): one 40-byte packet per 16 modules
+and command, stored and forwarded whole by every module, a voltage and a temperature packet per 16
+modules, the controller sending the next packet a fixed delay after the previous one (450 ms at 9600
+baud, 900 ms at its default 2400) while earlier ones are still on the ring. With the simavr engine it
+also prints, from the real firmware, the node's awake CPU cycles per forwarded byte and its idle
+(asleep) fraction during the scan.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 
 from hub import codec
 
-from . import bench_clock
+from . import bench_clock, ref_diybms
 from .sim.model_ring import ModelRing
 
 BAUD = 9600
@@ -62,7 +66,7 @@ def measure(engine_kind: str, n: int) -> dict:
     else:
         ex = ModelRing(n).exchange(frame)
     ok = codec.check(ex.rx, len(ex.rx)) == codec.OK
-    row.update(scan=ex.seconds, ok=ok, ref=reference_scan_s(n))
+    row.update(scan=ex.seconds, ok=ok, ref=reference_scan_s(n), v4=ref_diybms.bank_read_s(n, BAUD))
     return row
 
 
@@ -71,20 +75,27 @@ def table(engine_kind: str, sizes: list[int], out=print) -> list[dict]:
     out(f"\nengine: {engine_kind}   {BAUD} baud 8N1 ({BYTE_S * 1000:.4f} ms per byte)")
     out(f"reference (original packMonitor): {REF_R} registers/pack, one per round trip, {REF_Q}-byte frames "
         "stored and forwarded whole by each of the N nodes + the hub")
+    out(f"reference (diyBMS v4): {ref_diybms.MODULES_PER_PACKET} modules per {ref_diybms.PACKET_BYTES}-byte "
+        f"packet ({ref_diybms.MIN_WIRE_BYTES} on the wire), a voltage and a temperature packet per "
+        f"{ref_diybms.MODULES_PER_PACKET} modules, each stored and forwarded whole by the N modules, the next "
+        f"packet {ref_diybms.gap_s(BAUD) * 1000:.0f} ms after the previous one")
     head = (f"{'packs':>5} {'scan ms':>9} {'floor ms':>9} {'ratio':>6} {'ms/pack':>8} | "
-            f"{'ref ms':>10} {'ref ratio':>9} {'ref ms/pack':>11}")
+            f"{'ref ms':>10} {'ref ratio':>9} {'ref ms/pack':>11} | "
+            f"{'v4 ms':>7} {'v4 ratio':>8} {'v4 ms/pack':>10}")
     if engine_kind == "simavr":
         head += f" | {'cyc/byte':>8} {'idle':>5} {'wall s':>6}"
     out(head)
     for r in rows:
         line = (f"{r['n']:>5} {r['scan'] * 1000:>9.1f} {r['floor'] * 1000:>9.1f} {r['scan'] / r['floor']:>6.2f} "
                 f"{r['scan'] * 1000 / r['n']:>8.2f} | {r['ref'] * 1000:>10.0f} {r['ref'] / r['floor']:>9.1f} "
-                f"{r['ref'] * 1000 / r['n']:>11.1f}")
+                f"{r['ref'] * 1000 / r['n']:>11.1f} | {r['v4'] * 1000:>7.0f} {r['v4'] / r['floor']:>8.1f} "
+                f"{r['v4'] * 1000 / r['n']:>10.1f}")
         if engine_kind == "simavr":
             line += f" | {r['cycles_per_byte']:>8.0f} {r['idle']:>5.2f} {r['wall']:>6.1f}"
         if not r["ok"]:
             line += "  (answer did not check out!)"
         out(line)
+    diybms_table(rows, out)
     by_n = {r["n"]: r for r in rows}
     if 16 in by_n:
         r16 = by_n[16]["scan"] / by_n[16]["floor"]
@@ -95,6 +106,27 @@ def table(engine_kind: str, sizes: list[int], out=print) -> list[dict]:
         out(f"target: time per pack flat from 16 to 64 packs: {'yes' if spread <= 1.15 else 'NO'} "
             f"(max/min {spread:.3f})")
     return rows
+
+
+def diybms_table(rows: list[dict], out=print) -> None:
+    """diyBMS v4 in detail: at 9600 baud beside ours, and at its own default of 2400 baud."""
+    bauds = (BAUD, ref_diybms.DEFAULT_BAUD)
+    out("diyBMS v4 (a lower bound: no escapes, no module processing time): 'hop' one packet's store-and-forward "
+        "delay per module, 'transit' one packet round the ring, 'read' every voltage and temperature once; "
+        f"x floor, x scan: against our scan's wire floor and our scan at {BAUD} baud")
+    group = f"{'hop ms':>6} {'transit ms':>10} {'read ms':>8} {'x floor':>7} {'x scan':>6}"
+    titles = [f"{b} baud, {ref_diybms.gap_s(b) * 1000:.0f} ms gap" for b in bauds]
+    out((f"{'':>13} | " + " | ".join(f"{t:^{len(group)}}" for t in titles)).rstrip())
+    out(f"{'packs':>5} {'packets':>7} | " + " | ".join(group for _ in bauds))
+    for r in rows:
+        n = r["n"]
+        cells = []
+        for b in bauds:
+            read = ref_diybms.bank_read_s(n, b)
+            cells.append(f"{ref_diybms.MIN_WIRE_BYTES * ref_diybms.byte_s(b) * 1000:>6.1f} "
+                         f"{ref_diybms.transit_s(n, b) * 1000:>10.0f} {read * 1000:>8.0f} "
+                         f"{read / r['floor']:>7.1f} {read / r['scan']:>6.1f}")
+        out(f"{n:>5} {ref_diybms.packets_for(n):>7} | " + " | ".join(cells))
 
 
 def run(args: argparse.Namespace) -> int:
