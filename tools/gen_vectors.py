@@ -313,7 +313,7 @@ def main() -> None:
         {"data": enum_req[1:].hex(), "crc": "0000"},
     ]
     doc = {
-        "protocol": 1,
+        "protocol": "1.1",
         "spec": "docs/protocol.md",
         "generated_by": "tools/gen_vectors.py",
         "crc": {"name": "CRC-16/CCITT-FALSE", "poly": "0x1021", "init": "0xffff", "refin": False,
