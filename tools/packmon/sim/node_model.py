@@ -216,6 +216,8 @@ class NodeModel:
         s = self.s
         if pos == 1:
             self._cmd = byte
+            if byte in (CMD_SNAP, CMD_SNAPREAD) and s.fw < (1, 2):
+                self._cmd = -1  # firmware before 1.2: an unknown command, forwarded untouched
         elif pos == 2:
             self._seq = byte
         elif pos == 3:
