@@ -138,9 +138,10 @@ class Estimator:
     # -- per cycle ------------------------------------------------------------------------------------------
     def update(self, now, bank, shunt, td, snap=None):
         """snap: the cycle's bank snapshot (hub/snapshot.py) or None. Where a pack took this snapshot and the
-        last one, its resistance sample is the snapshots' dV over the current change between their instants
-        (the shunt is read at the instant); a pack without them falls back to scan-to-scan readings, as
-        without snapshots, and is never mixed into a snapshot pair."""
+        last one, its resistance sample at a step is the snapshots' dV over the current change between their
+        instants (the shunt is read at the instant: voltage and current of one moment, not up to 200 ms
+        apart); a pack without them falls back to scan-to-scan readings, as without snapshots, and is never
+        mixed into a snapshot pair."""
         if self.table is None:
             return
         n = bank.n
@@ -203,13 +204,11 @@ class Estimator:
                 if e < 0:
                     e = -e
                 step = e * 8 <= (di if di > 0 else -di)
-        # with snapshots: voltages and current of one instant, so any step between two snapshots counts
+        # with snapshots: a pack's voltages and the current are of one instant. The step rule stays the same
+        # (the step early in the interval: the resistance keeps its definition, one interval after the step)
         if snap is not None and not snap.valid:
             snap = None
-        snap_step = False
-        if snap is not None and self.prev_snap_ok:
-            di = i_ma - self.prev_snap_i
-            snap_step = di >= self.step_ma or -di >= self.step_ma
+        snap_step = step and snap is not None and self.prev_snap_ok
         # -- per pack ------------------------------------------------------------------------------------------
         health = self.health
         for i in range(n):

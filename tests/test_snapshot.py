@@ -146,3 +146,50 @@ def test_ring_snap_rejects_nothing_new_for_old_frames() -> None:
         assert e.name == "slot_overflow"
     else:
         raise AssertionError("a SNAPREAD with more nodes than slots must be rejected")
+
+
+def test_hub_estimator_takes_resistance_from_snapshot_pairs(tmp_path) -> None:
+    """The whole hub (no network) with a modelled INA228: at every current step each pack's resistance
+    sample comes from two snapshots (Estimator.snap_r), except the firmware-1.1 pack's, which falls back to
+    scan-to-scan readings; every estimate lands on the packs' own resistance."""
+    from packmon.sim import ina
+
+    from hub import config
+    from hub.app import Hub
+    from hub.port import HostPort, install_cpython_shims
+
+    install_cpython_shims()
+    clock = FakeClock(100_000)
+    amps = [0.0]
+    r_ohm = [0.010, 0.012, 0.014, 0.016]
+    model = ina.make_model("ina228", 0.0005, lambda t: amps[0], lambda: clock.t / 1000)
+    raw = {"mqtt": {"host": "127.0.0.1", "port": 1, "timeout_s": 1}, "scan_interval_s": 1, "stale_after_s": 5,
+           "shunt": {"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005, "max_current_a": 200},
+           "battery": {"enabled": True, "chemistry": "nmc", "capacity_ah": 100, "rest_s": 60},
+           "state_file": str(tmp_path / "state.json")}
+    cfg = config.validate(raw, need_wifi=False)
+    assert cfg["snapshot"]["enabled"] is True  # auto: shunt and battery
+    eng = ModelRing(4, mv=[3700] * 4)
+    eng.nodes[3].s.fw = (1, 1)
+    hub = Hub(cfg, HostPort(SimUart(eng), clock=clock, log=lambda lv, m: None, i2c=model, wall=lambda: None))
+
+    def cycle() -> None:
+        for i in range(4):
+            eng.set_pack(i, mv=round(3700 + r_ohm[i] * amps[0] * 1000))  # + = charging
+        hub.run_once(network=False)
+        clock.sleep_ms(1000)
+
+    for _ in range(70):  # at rest: the SOC resync
+        cycle()
+    est = hub.estimator
+    assert est is not None, hub.battery_error
+    assert all(est.known[i] for i in range(4))
+    assert list(hub.snap.ok[:4]) == [1, 1, 1, 0] and "(4)" in hub.snap.problem
+    for k in range(12):  # current steps 0 <-> 20 A right after a read: early in the interval
+        amps[0] = -20.0 if k % 2 == 0 else 0.0  # a 20 A load on and off
+        for _ in range(3):
+            cycle()
+    assert est.snap_r >= 3 * 10
+    for i in range(4):
+        assert est.health.r_n[i] >= 10
+        assert abs(est.health.r[i] / 1e6 - r_ohm[i]) / r_ohm[i] < 0.05, (i, est.health.r[i])
