@@ -288,7 +288,7 @@ class ModelRing:
                 node.timeout()
         frame_good = node.s.bad == good_before
         if got:
-            self._snapshot(node, got[-1][2], own_t / self.bit)
+            self._snapshot(node, got[-1][2], 1 / self.node_ratio(node))
         if self.trim:
             trim.frame_end(frame_good)
         # transmit through the FIFO at the node's own rate
