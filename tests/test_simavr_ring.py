@@ -243,7 +243,8 @@ def test_sixteen_nodes_scan_in_linear_time() -> None:
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())["frames"]
 DEFAULT_SETTINGS = {"vref": 11000, "temp_offset": 0, "sensor": 0, "flags": 0, "reserved": 0}
 CAL_SETTINGS = {"vref": 11012, "temp_offset": -15, "sensor": 0, "flags": 1, "reserved": 0}
-COMMON = {"fw": [1, 1], "reset_cause": 1, "uptime": 0, "identify": False}
+COMMON = {"fw": [1, 2], "reset_cause": 1, "uptime": 0, "identify": False, "snap": 0, "snap_seq": 0, "snap_wait": 0,
+          "snap_flags": 0, "snap_mv": 0, "snap_temp": 0, "snap_bad": 0}
 FRESH = {"address": 0, "flags": 6, "bad": 0, "scans": 0, "settings": DEFAULT_SETTINGS, **COMMON}
 CALIBRATED = {"address": 1, "flags": 0, "bad": 0, "scans": 7, "settings": CAL_SETTINGS, **COMMON}
 
