@@ -40,6 +40,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--snapshot-clock", type=float, default=8.0,
                    help="factory clock errors uniform in +- this %% (trimmed away but for the residual)")
     g.add_argument("--snapshot-skew", type=float, default=20.0, help="coupler skew in us (not on the hub's hop)")
+    g.add_argument("--snapshot-hop-us", type=float, default=0.0,
+                   help="use this HOP (as the hub's snapshot.hop_us) instead of measuring the round trip")
 
 
 @dataclass
@@ -80,7 +82,7 @@ def snap_frame(seq: int, delay: int, hop256: int) -> bytes:
 
 
 def measure(n: int, runs: int = 3, clock: float = 0.08, skew_us: float = 20.0, seed: int = 1,
-            out: Callable[[str], None] | None = None, ideal: bool = False) -> SpreadResult:
+            out: Callable[[str], None] | None = None, ideal: bool = False, hop_us: float = 0.0) -> SpreadResult:
     """ideal: every node's clock exact (no factory error, no drift, no skew): what the mechanism itself
     (hop jitter, the main loop's latency, the ADC start) leaves when the waits are timed perfectly."""
     from .sim.simavr_ring import SimavrRing
@@ -129,6 +131,8 @@ def measure(n: int, runs: int = 3, clock: float = 0.08, skew_us: float = 20.0, s
                 break
             fail(err)
         eng.run(30)  # the calibration's own (immediate) snapshots end
+        if hop_us:
+            hop = hop_us * 1e-6
         hop256 = round(hop / TICK_S * 256)
         delay = round((n - 1) * hop256 / 256) + MARGIN_TICKS
         res.hop_s, res.delay_ticks = hop, delay
@@ -179,14 +183,16 @@ def run(args: argparse.Namespace, sizes: list[int], out: Callable[[str], None] =
     out("Snapshot spread, simavr (real image). 'ideal': every clock exact (the mechanism's own floor); 'spread': "
         f"factory clock errors +-{args.snapshot_clock:g} % (trimmed), "
         f"OSCCAL slopes 1 +- 20 %, packs at 3.0-4.2 V and 15-35 degC (clock drift), coupler skew "
-        f"{args.snapshot_skew:g} us; DELAY = (N-1) HOP + 4 ms, HOP from the SNAP's round trip; "
+        f"{args.snapshot_skew:g} us; DELAY = (N-1) HOP + 4 ms, HOP "
+        f"{f'{args.snapshot_hop_us:g} us (given)' if args.snapshot_hop_us else 'from the SNAP round trip'}; "
         f"{args.snapshot_runs} snapshots a size")
     out(f"{'clocks':>7} {'packs':>5} {'hop ms':>7} {'delay ms':>8} | {'spread ms (min/median/max)':>27} | "
         f"{'missing':>7} {'clocks vs nominal':>18}  failures")
     status = 0
     for n in sizes:
         for ideal in (True, False):
-            r = measure(n, args.snapshot_runs, args.snapshot_clock / 100, args.snapshot_skew, args.seed, ideal=ideal)
+            r = measure(n, args.snapshot_runs, args.snapshot_clock / 100, args.snapshot_skew, args.seed, ideal=ideal,
+                        hop_us=args.snapshot_hop_us)
             sp = sorted(r.spreads_s)
             cell = (f"{sp[0] * 1e3:.3f} / {statistics.median(sp) * 1e3:.3f} / {sp[-1] * 1e3:.3f}" if sp else "none")
             fails = ", ".join(f"{k} {v}" for k, v in sorted(r.failed.items()))
