@@ -246,7 +246,8 @@ int main(void)
         } else {
             /* signed: a snapshot's instant may be more than a period ahead. A snapshot does not wait for a
              * regular measurement still under way: adc_start aborts it. */
-            if ((!adc_busy() || node.snap == SNAP_WAITING) && (int32_t)(time - last_measure) >= (int32_t)MEASURE_EVERY) {
+            if ((!adc_busy() || node.snap == SNAP_WAITING) &&
+                (int32_t)(time - last_measure) >= (int32_t)MEASURE_EVERY) {
                 last_measure += MEASURE_EVERY;
                 if ((int32_t)(time - last_measure) >= (int32_t)MEASURE_EVERY) {
                     last_measure = time; /* fell behind (a long run of frames): no catching up */
