@@ -193,3 +193,15 @@ def test_hub_estimator_takes_resistance_from_snapshot_pairs(tmp_path) -> None:
     for i in range(4):
         assert est.health.r_n[i] >= 10
         assert abs(est.health.r[i] / 1e6 - r_ohm[i]) / r_ohm[i] < 0.05, (i, est.health.r[i])
+
+
+def test_resistance_with_snapshots_against_without_in_the_same_run() -> None:
+    """bench --snapshot's comparison: with a steady load step both estimators agree; with a ripple on the
+    current the scan-to-scan samples pair voltages and a current of different moments, the snapshot's do not."""
+    from packmon.bench_snapshot import resistance_compare
+
+    calm = resistance_compare(8, 0.0006, steps=20, ripple_a=0.0)
+    assert calm["plain_max_pct"] == calm["snap_max_pct"] < 1.0
+    rippled = resistance_compare(8, 0.0006, steps=20, ripple_a=5.0, ripple_hz=2.3)
+    assert rippled["snap_max_pct"] < 2.0 < 5.0 < rippled["plain_max_pct"]
+    assert rippled["snap_samples"] >= 8 * 20 and rippled["snap_samples_min"] >= 20
