@@ -78,9 +78,17 @@ class Hub:
             protect.start(self)
         self.shunt = None
         self.energy = None
+        self.snap = None  # the bank snapshot (hub/snapshot.py), when enabled
+        self._read_at_instant = self._read_shunt  # bound once: a bound method made per cycle would allocate
         if cfg["shunt"]["enabled"]:
             hooks.start(self)
         self.est_step = None  # SOC and health (hub/soc.py hub_step), with a battery block
+        sn = cfg.get("snapshot")
+        if sn and sn.get("enabled"):
+            from hub import snapshot  # loaded only when enabled (hub.features)
+
+            self._snap_step = snapshot.step
+            snapshot.start(self)
         if cfg["battery"]["enabled"]:
             from hub.soc import start as start_estimator  # loaded only with one: the board's heap is small
 
@@ -176,8 +184,10 @@ class Hub:
             self._enumerate(now)
         if not self.need_enum and self.bank.n:
             self._scan(now)
-        if self.shunt is not None:
-            self._shunt_hooks.after_scan(self, clk.ticks_ms())
+        if self.snap is not None and self.scanned_this_cycle:
+            self._snap_step(self, now, self._read_at_instant)  # the shunt is read at the snapshot's instant
+        else:
+            self._read_shunt()
         now = clk.ticks_ms()
         self.bank.compute(now, self._td)
         self.alarms.evaluate(self.bank, clk.ticks_diff(now, self.last_good))
@@ -205,6 +215,10 @@ class Hub:
             self._store.service(clk.ticks_ms())
         self.cycles += 1
         self.port.feed_watchdog()
+
+    def _read_shunt(self):
+        if self.shunt is not None:
+            self._shunt_hooks.after_scan(self, self.port.clock.ticks_ms())
 
     def idle(self):
         """Between cycles: the INA226 driver reads each completed averaging window."""

@@ -19,6 +19,9 @@ CMD_READ = const(0x04)
 CMD_WRITE = const(0x05)
 CMD_IDENTIFY = const(0x06)
 CMD_CLOCK = const(0x07)  # firmware 1.1: the node's clock trim (docs/protocol.md 3.4)
+CMD_SNAP = const(0x08)  # protocol 1.1 (firmware 1.2): every node samples at one instant (3.5)
+CMD_SNAPREAD = const(0x09)  # protocol 1.1: the snapshot, in the slot of each node's address (3.5)
+SNAP_TICK_HZ = const(38400)  # SNAP's DELAY counts 1/38400 s; HOP counts 1/256 of that
 MAX_SLOTS = const(64)
 SLOT_SIZE = const(8)
 HEADER_SIZE = const(5)  # SOF CMD SEQ ADDR CNT
@@ -186,7 +189,7 @@ def check(buf, n):
     if crc16(buf, 1, n) != 0:
         return ERR_BAD_CRC
     cmd = buf[1]
-    if cmd < CMD_ENUMERATE or cmd > CMD_CLOCK:
+    if cmd < CMD_ENUMERATE or cmd > CMD_SNAPREAD:
         return ERR_UNKNOWN_COMMAND
     end = HEADER_SIZE + SLOT_SIZE * cnt
     nodes = buf[end]
@@ -211,6 +214,21 @@ def check(buf, n):
                 filled += 1
             o += SLOT_SIZE
         if filled != nodes:
+            return ERR_INCONSISTENT
+    elif cmd == CMD_SNAPREAD:
+        # slot i is position i+1's; empty slots may be anywhere (positions without a snapshot)
+        if nodes > cnt:
+            return ERR_SLOT_OVERFLOW
+        filled = 0
+        o = HEADER_SIZE
+        for i in range(cnt):
+            a = buf[o]
+            if a:
+                if a != i + 1:
+                    return ERR_INCONSISTENT
+                filled += 1
+            o += SLOT_SIZE
+        if filled > nodes:
             return ERR_INCONSISTENT
     return OK
 
@@ -237,7 +255,22 @@ def rec_bad(buf, o):
 
 
 def rec_scans(buf, o):
-    return buf[o + 7]
+    return buf[o + 7]  # SNAPREAD: the SEQ of the SNAP the values were sampled for
+
+
+def build_snap(buf, seq, delay, hop):
+    """A SNAP request (docs/protocol.md 3.5) in buf: every node samples `delay` ticks (1/38400 s) after the
+    frame ended at node 1; a node k hops down waits delay - k*hop/256 ticks. Returns its length."""
+    n = build(buf, CMD_SNAP, seq, 0, 1)
+    o = HEADER_SIZE
+    buf[o] = delay & 0xFF
+    buf[o + 1] = (delay >> 8) & 0xFF
+    buf[o + 2] = hop & 0xFF
+    buf[o + 3] = (hop >> 8) & 0xFF
+    crc = crc16(buf, 1, n - 2)
+    buf[n - 2] = crc >> 8
+    buf[n - 1] = crc & 0xFF
+    return n
 
 
 def __getattr__(name):

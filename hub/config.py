@@ -42,6 +42,10 @@ DEFAULTS = {
     # SOC and per-pack health (hub/soc.py); off by default. The block's fields and defaults are in
     # hub/battery_cfg.py, loaded only when a config has the block.
     "battery": {"enabled": False},
+    # the bank snapshot (docs/protocol.md 3.5): every pack sampled at one instant, lined up with the shunt's
+    # reading, for the per-pack resistance. enabled null: on with the shunt and battery blocks. hop_us: the ring's delay
+    # per node (simavr, the real firmware: 3.25-3.34 ms)
+    "snapshot": {"enabled": None, "hop_us": 3300},
     "state_file": "/state.json",  # energy counters and other state kept across a reset (hub/persist.py)
     "watchdog_s": 30,
     "log_level": "info",
@@ -107,6 +111,9 @@ def features(cfg):
         out += ("ocv", "health", "soc", "soc_topics")
     if outs:
         out += ("protect", "protect_topics")
+    sn = cfg.get("snapshot")
+    if sn and sn.get("enabled"):
+        out.append("snapshot")
     return out
 
 
@@ -259,6 +266,10 @@ def validate(raw, need_wifi=True):
     _bool(cfg, "legacy_topics", problems)
     _bool(cfg, "probes.enabled", problems)
     _num(cfg, "probes.pin", 0, 39, problems, True)
+    sn = cfg["snapshot"]["enabled"]
+    if sn is not None and not isinstance(sn, bool):
+        problems.append("snapshot.enabled: must be true, false or null (null: on with the shunt and battery blocks)")
+    _num(cfg, "snapshot.hop_us", 500, 20000, problems, True)
     _str(cfg, "state_file", problems, True)
     _num(cfg, "watchdog_s", 0, 600, problems)
     if cfg["log_level"] not in LOG_LEVELS:
@@ -292,6 +303,8 @@ def validate(raw, need_wifi=True):
         raise ConfigError(problems)
     cfg["shunt_problems"] = soft
     cfg["battery_problems"] = bsoft
+    if cfg["snapshot"]["enabled"] is None:  # auto: where it serves, the resistance estimate (shunt + battery)
+        cfg["snapshot"]["enabled"] = cfg["shunt"]["enabled"] is True and cfg["battery"]["enabled"] is True
     if not cfg["topic_prefix"]:
         cfg["topic_prefix"] = "packmonitor/" + cfg["bank"]
     if not cfg["mqtt"]["client_id"]:

@@ -7,6 +7,8 @@ from hub.codec import (
     CMD_INFO,
     CMD_READ,
     CMD_SCAN,
+    CMD_SNAP,
+    CMD_SNAPREAD,
     CMD_WRITE,
     ERR_RING_FAULT,
     ERROR_NAMES,
@@ -35,7 +37,8 @@ except ImportError:  # CPython
         return x
 
 
-CMD_NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY", 7: "CLOCK"}
+CMD_NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY", 7: "CLOCK", 8: "SNAP",
+             9: "SNAPREAD"}
 # CLOCK record state bits (firmware 1.1, docs/protocol.md 3.4)
 CLOCK_LOCKED = const(0x01)
 CLOCK_LIMIT = const(0x02)
@@ -109,6 +112,29 @@ def decode(frame):
                 }
             )
         d["records"] = recs
+    elif cmd == CMD_SNAPREAD:
+        recs = []
+        missing = []
+        for i in range(cnt):
+            o = slot(i)
+            if frame[o] == 0:
+                missing.append(i + 1)
+                continue
+            recs.append(
+                {
+                    "addr": frame[o],
+                    "flags": frame[o + 1],
+                    "mv": rec_mv(frame, o),
+                    "temp": rec_temp(frame, o),
+                    "bad": frame[o + 6],
+                    "snap": frame[o + 7],
+                }
+            )
+        d["records"] = recs
+        d["missing"] = missing
+    elif cmd == CMD_SNAP and cnt >= 1:
+        o = slot(0)
+        d["snap"] = {"delay": u16(frame, o), "hop": u16(frame, o + 2)}
     elif cmd == CMD_INFO and cnt == 1 and d["done"]:
         o = slot(0)
         d["info"] = {

@@ -40,6 +40,7 @@ class Ring:
         self.tx = bytearray(codec.MAX_FRAME)
         self.rx = bytearray(codec.MAX_FRAME + 64)
         self._chunk = bytearray(64)
+        self._snap = bytearray(codec.SLOT_SIZE)  # SNAP's parameter slot, reused
         self._tx_view = None  # memoryview of the last request length, kept: slicing allocates
         self._tx_view_n = -1
         self.rx_len = 0
@@ -182,6 +183,24 @@ class Ring:
         """SCAN n slots; returns the number of nodes that answered (records are read in place with
         codec.slot(i) and codec.rec_*(ring.rx, offset))."""
         self.request(codec.CMD_SCAN, 0, n, None, n)
+        return codec.nodes_of(self.rx)
+
+    def snap(self, n, delay, hop256):
+        """SNAP (docs/protocol.md 3.5): every node samples `delay` ticks (1/38400 s) after the frame ended at
+        node 1, a node k hops down waiting delay - k*hop256/256. Returns the snapshot's number (this SEQ); the
+        ring must stay quiet until the nodes have measured."""
+        p = self._snap
+        p[0] = delay & 0xFF
+        p[1] = (delay >> 8) & 0xFF
+        p[2] = hop256 & 0xFF
+        p[3] = (hop256 >> 8) & 0xFF
+        self.request(codec.CMD_SNAP, 0, 1, p, n)
+        return self.seq
+
+    def snapread(self, n):
+        """SNAPREAD n slots; returns NODES. Slot i holds position i+1's SNAPSHOT record, or is empty (codec.slot,
+        codec.rec_*; rec_scans is the SEQ of the SNAP the values belong to)."""
+        self.request(codec.CMD_SNAPREAD, 0, n, None, n)
         return codec.nodes_of(self.rx)
 
     def addressed(self, cmd, addr, payload=None, nodes=None):

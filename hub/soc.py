@@ -84,6 +84,10 @@ class Estimator:
         self.known = bytearray(m)
         self.soc = _filled(m, _NONE)  # 0.01 %
         self.prev_mv = array("i", bytes(4 * m))  # last scan's voltage (0: none)
+        self.prev_snap_mv = array("i", bytes(4 * m))  # last snapshot's voltage (0: none), hub/snapshot.py
+        self.prev_snap_i = 0
+        self.prev_snap_ok = False
+        self.snap_r = 0  # resistance samples taken from snapshots (the rest: from scan-to-scan readings)
         self.anchor_soc = _filled(m, _NONE)  # SOC at the last rest point
         self.anchor_q = array("i", bytes(4 * m))  # the bank's charge counter then
         self.resyncs = array("i", bytes(4 * m))
@@ -132,7 +136,12 @@ class Estimator:
         self._socs = array("i", bytes(4 * m))
 
     # -- per cycle ------------------------------------------------------------------------------------------
-    def update(self, now, bank, shunt, td):
+    def update(self, now, bank, shunt, td, snap=None):
+        """snap: the cycle's bank snapshot (hub/snapshot.py) or None. Where a pack took this snapshot and the
+        last one, its resistance sample at a step is the snapshots' dV over the current change between their
+        instants (the shunt is read at the instant: voltage and current of one moment, not up to 200 ms
+        apart); a pack without them falls back to scan-to-scan readings, as without snapshots, and is never
+        mixed into a snapshot pair."""
         if self.table is None:
             return
         n = bank.n
@@ -151,6 +160,7 @@ class Estimator:
             # good read's dq covers it), forgotten after resume_gap_s
             self.current_known = False
             self.prev_ok = False
+            self.prev_snap_ok = False
             if self.last_ok < 0 or td(now, self.last_ok) > self.gap_ms:
                 self._forget()
             self._unknown_outputs()
@@ -194,6 +204,11 @@ class Estimator:
                 if e < 0:
                     e = -e
                 step = e * 8 <= (di if di > 0 else -di)
+        # with snapshots: a pack's voltages and the current are of one instant. The step rule stays the same
+        # (the step early in the interval: the resistance keeps its definition, one interval after the step)
+        if snap is not None and not snap.valid:
+            snap = None
+        snap_step = step and snap is not None and self.prev_snap_ok
         # -- per pack ------------------------------------------------------------------------------------------
         health = self.health
         for i in range(n):
@@ -204,13 +219,28 @@ class Estimator:
                 continue
             if self.known[i]:
                 self.q[i] += whole
-            if step and self.prev_mv[i] and self.known[i]:
-                s = self.soc[i]
-                if 2000 <= s <= 8000:
-                    health.add_resistance(i, mv - self.prev_mv[i], i_ma - self.prev_i)
+            if snap is not None and snap.ok[i]:
+                smv = snap.mv[i]
+                if snap_step and self.prev_snap_mv[i] and self.known[i]:
+                    s = self.soc[i]
+                    if 2000 <= s <= 8000 and health.add_resistance(i, smv - self.prev_snap_mv[i],
+                                                                    i_ma - self.prev_snap_i):
+                        self.snap_r += 1
+                self.prev_snap_mv[i] = smv
+            else:
+                self.prev_snap_mv[i] = 0
+                if step and self.prev_mv[i] and self.known[i]:
+                    s = self.soc[i]
+                    if 2000 <= s <= 8000:
+                        health.add_resistance(i, mv - self.prev_mv[i], i_ma - self.prev_i)
             self.prev_mv[i] = mv
         self.prev_i = i_ma
         self.prev_ok = True
+        if snap is not None:
+            self.prev_snap_i = i_ma
+            self.prev_snap_ok = True
+        else:
+            self.prev_snap_ok = False
         # -- resyncs -------------------------------------------------------------------------------------------
         ai = i_ma if i_ma >= 0 else -i_ma
         if ai <= self.rest_ma:
@@ -481,7 +511,7 @@ def hub_step(hub, now):
     est = hub.estimator
     if est is None:
         return
-    est.update(now, hub.bank, hub.shunt, hub._td)
+    est.update(now, hub.bank, hub.shunt, hub._td, hub.snap)
     if est.events != hub.est_events:  # a resync, a capacity or an offset learned: worth keeping
         hub.est_events = est.events
         hub.store.changed()

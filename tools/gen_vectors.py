@@ -25,8 +25,12 @@ from packmon.sim.node_model import (  # noqa: E402
     CMD_INFO,
     CMD_READ,
     CMD_SCAN,
+    CMD_SNAP,
+    CMD_SNAPREAD,
     CMD_WRITE,
     MAX_SLOTS,
+    SNAP_READY,
+    SNAP_WAITING,
     ClockState,
     NodeModel,
     NodeState,
@@ -36,7 +40,8 @@ from packmon.sim.node_model import (  # noqa: E402
 )
 
 TEMP_FAULT = -32768
-NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY", 7: "CLOCK"}
+NAMES = {1: "ENUMERATE", 2: "SCAN", 3: "INFO", 4: "READ", 5: "WRITE", 6: "IDENTIFY", 7: "CLOCK", 8: "SNAP",
+         9: "SNAPREAD"}
 
 
 def ref_decode(raw: bytes) -> dict:
@@ -99,6 +104,27 @@ def ref_decode(raw: bytes) -> dict:
         if len(recs) != nodes:
             return err("inconsistent")
         out["records"] = recs
+    elif cmd == CMD_SNAPREAD:
+        # slot i belongs to the node at position i+1; an empty slot: that position has no snapshot
+        if nodes > cnt:
+            return err("slot_overflow")
+        recs = []
+        missing = []
+        for i, s in enumerate(slots):
+            if s[0] == 0:
+                missing.append(i + 1)
+                continue
+            if s[0] != i + 1:
+                return err("inconsistent")
+            a, fl, mv, t, bad, snap = struct.unpack("<BBHhBB", s)
+            recs.append({"addr": a, "flags": fl, "mv": mv, "temp": t, "bad": bad, "snap": snap})
+        if len(recs) > nodes:
+            return err("inconsistent")
+        out["records"] = recs
+        out["missing"] = missing
+    elif cmd == CMD_SNAP and cnt >= 1:
+        delay, hop = struct.unpack_from("<HH", slots[0])
+        out["snap"] = {"delay": delay, "hop": hop}
     elif cmd == CMD_INFO and cnt == 1 and out["done"]:
         a, b, rc, bad, up = struct.unpack("<BBBBI", slots[0])
         out["info"] = {"fw_major": a, "fw_minor": b, "reset_cause": rc, "bad": bad, "uptime": up}
@@ -229,6 +255,54 @@ def main() -> None:
         "a node whose clock is beyond its trim range: state LIMIT, error -9.2 %")
     add("scan_clock_fault", make_frame(CMD_SCAN, 41, 0, bytes(8)), n4,
         "the same node's SCAN record carries CLOCK_FAULT (flags bit 7)")
+    # -- protocol 1.1: the bank snapshot (section 3.5) -----------------------------------------------
+    def snap_params(delay: int, hop: int) -> bytes:
+        return struct.pack("<HHI", delay, hop, 0)
+
+    add("snap_request", make_frame(CMD_SNAP, 50, 0, snap_params(8192, 124 * 256)), n1,
+        "SNAP: every node samples DELAY = 8192 ticks (1/38400 s: 213 ms) after the frame ended at node 1; node 1 "
+        "(NODES 0) waits all of it and sets DONE")
+    add("snap_request_node_3", make_frame(CMD_SNAP, 50, 0, snap_params(8192, 124 * 256), nodes=2, status=0x80),
+        n3, "the same SNAP at the third node: NODES = 2, so it waits 8192 - 2 * 124 = 7944 ticks")
+    add("snap_request_late", make_frame(CMD_SNAP, 51, 0, snap_params(100, 124 * 256), nodes=3), n3,
+        "DELAY shorter than the hops already gone: the node samples at once (wait 0)")
+    add("snap_request_fractional_hop", make_frame(CMD_SNAP, 52, 0, snap_params(8192, 31870), nodes=63), n1,
+        "HOP in 1/256 tick: 63 * 31870 / 256 = 7843.0 (floored), so the 64th node waits 8192 - 7843 = 349 ticks")
+    add("snap_request_no_slot", make_frame(CMD_SNAP, 53, 0), n1,
+        "SNAP without its parameter slot: forwarded, not taken, no DONE")
+    add("snap_bad_crc", flip(make_frame(CMD_SNAP, 54, 0, snap_params(8192, 124 * 256)), 6, 0x02), n1,
+        "a corrupted SNAP is never taken: FAULT = 1, the node keeps no request")
+    snapped = copy.deepcopy(n2)
+    snapped.snap, snapped.snap_seq = SNAP_READY, 50
+    snapped.snap_flags, snapped.snap_mv, snapped.snap_temp, snapped.snap_bad = 0x01, 3287, -55, 3
+    add("snapread_request", make_frame(CMD_SNAPREAD, 55, 0, bytes(24)), snapped,
+        "SNAPREAD: node 2 holds the snapshot of SNAP 50 and fills slot 2 (its address); slots 1 and 3 stay empty")
+    waiting = copy.deepcopy(n2)
+    waiting.snap, waiting.snap_seq, waiting.snap_wait = SNAP_WAITING, 50, 7944
+    add("snapread_not_taken_yet", make_frame(CMD_SNAPREAD, 56, 0, bytes(24)), waiting,
+        "a node whose sample instant has not come (or that got no SNAP) leaves its slot empty")
+    lost = copy.deepcopy(snapped)
+    lost.address = 0
+    add("snapread_no_address", make_frame(CMD_SNAPREAD, 57, 0, bytes(16)), lost,
+        "a node without address (reset) has no slot: it fills nothing")
+    mixed = (struct.pack("<BBHhBB", 1, 0, 3312, 251, 0, 50) + bytes(8)
+             + struct.pack("<BBHhBB", 3, 0x20, 4150, 240, 1, 50))
+    add("snapread_response_mixed", make_frame(CMD_SNAPREAD, 58, 0, mixed, nodes=3), n1,
+        "back from 3 nodes: position 2 (old firmware, or its snapshot lost) is missing; positions 1 and 3 carry "
+        "the snapshot of SNAP 50")
+    add("snapread_stale", make_frame(CMD_SNAPREAD, 59, 0, struct.pack("<BBHhBB", 1, 0, 3312, 251, 0, 49),
+                                     nodes=1), n3,
+        "a record of an older snapshot (SNAP 49): the decoder passes it on; the hub compares `snap` with its "
+        "request's SEQ and reports the position as missing")
+    wrong = bytes(8) + struct.pack("<BBHhBB", 1, 0, 3300, 250, 0, 50)
+    add("snapread_wrong_addr", make_frame(CMD_SNAPREAD, 60, 0, wrong, nodes=2), n1, "slot 2 claims address 1")
+    add("snapread_overflow", make_frame(CMD_SNAPREAD, 61, 0, bytes(16), nodes=3), n1, "more nodes than slots")
+    add("snapread_too_many", make_frame(CMD_SNAPREAD, 62, 0, struct.pack("<BBHhBB", 1, 0, 3300, 250, 0, 50)
+                                        + struct.pack("<BBHhBB", 2, 0, 3300, 250, 0, 50), nodes=1), n1,
+        "two filled slots but NODES = 1")
+    add("snapread_bad_crc", flip(make_frame(CMD_SNAPREAD, 63, 0, bytes(24)), 12, 0x40), snapped,
+        "a corrupted SNAPREAD: node 2 still writes its slot (as SCAN does), counts the frame and sets FAULT = 2; "
+        "its snapshot stays for the hub's retry")
     add("enumerate_saturates", make_frame(CMD_ENUMERATE, 37, 64, nodes=64), fresh,
         "a 65th node: ADDR goes to 65 and the node takes no address")
 
@@ -239,7 +313,7 @@ def main() -> None:
         {"data": enum_req[1:].hex(), "crc": "0000"},
     ]
     doc = {
-        "protocol": 1,
+        "protocol": "1.1",
         "spec": "docs/protocol.md",
         "generated_by": "tools/gen_vectors.py",
         "crc": {"name": "CRC-16/CCITT-FALSE", "poly": "0x1021", "init": "0xffff", "refin": False,

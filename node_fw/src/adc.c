@@ -28,18 +28,16 @@ uint16_t adc_vcc_mv(uint16_t vbg_sum, uint16_t vref_01mv)
     return (uint16_t)mv;
 }
 
-static int16_t div_round(int32_t num, int32_t den)
-{
-    return (int16_t)(num >= 0 ? (num + den / 2) / den : (num - den / 2) / den);
-}
-
 int16_t adc_internal_temp_dc(uint16_t sum)
 {
     if (sum < 16u * 180u || sum > 16u * 450u) {
         return TEMP_NONE;
     }
-    /* 0.1 C: 250 + (sum/16 - 300) * 650/70 = 250 + (sum - 4800) * 650 / 1120 */
-    return (int16_t)(250 + div_round(((int32_t)sum - 4800) * 650, 1120));
+    /* 0.1 C: 250 + (sum/16 - 300) * 650/70 = 250 + (sum - 4800) * 650 / 1120, rounded half away from
+     * zero; unsigned, so the image needs no signed 32-bit division */
+    uint16_t u = sum >= 4800u ? sum - 4800u : 4800u - sum;
+    int16_t m = (int16_t)(((uint32_t)u * 650u + 560u) / 1120u);
+    return (int16_t)(sum >= 4800u ? 250 + m : 250 - m);
 }
 
 int16_t adc_tmp36_dc(uint16_t sum, uint16_t vcc_mv)
@@ -64,7 +62,9 @@ int16_t adc_ntc_dc(uint16_t sum)
         i++;
     }
     uint16_t hi = TABLE(i), lo = TABLE(i + 1);
-    return (int16_t)(NTC_T0_DC + NTC_STEP_DC * i + div_round((int32_t)(hi - sum) * NTC_STEP_DC, hi - lo));
+    /* lo <= sum <= hi, and (hi - lo) * NTC_STEP_DC < 65536 in this table: 16-bit unsigned, rounded */
+    return (int16_t)(NTC_T0_DC + NTC_STEP_DC * i +
+                     (uint16_t)((uint16_t)(hi - sum) * NTC_STEP_DC + (uint16_t)(hi - lo) / 2) / (uint16_t)(hi - lo));
 }
 
 int16_t adc_apply_offset(int16_t t, int16_t offset)
@@ -101,6 +101,7 @@ EMPTY_INTERRUPT(ADC_vect);
 void adc_start(uint8_t sensor)
 {
     sensor_sel = sensor;
+    ADCSRA = 0; /* a snapshot's start aborts a conversion under way: the cycle begins now */
     /* enabled only while measuring: saves ~0.3 mA */
     ADCSRA = (1 << ADEN) | (1 << ADIE) | ADC_PRESCALER_BITS;
     phase = 1;

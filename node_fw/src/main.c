@@ -10,6 +10,7 @@
 #include <avr/io.h>
 #include <avr/sleep.h>
 #include <avr/wdt.h>
+#include <string.h>
 
 #include "adc.h"
 #include "board.h"
@@ -24,6 +25,9 @@
 #define MEASURE_EVERY ((uint32_t)(CLOCK_HZ / 5UL)) /* 5 measurements a second */
 #define BLINK_EVERY ((uint32_t)(CLOCK_HZ / 8UL))   /* LED toggles at 8 Hz: 4 blinks/s */
 #define IDENTIFY_TOGGLES 40                          /* 5 seconds */
+/* clock units per snapshot tick (1/38400 s, docs/protocol.md 3.5), times 256: 6667 at 8 MHz (+0.005 %),
+ * 6875 at 8.25 MHz and 13750 at 16.5 MHz (exact) */
+#define SNAP_UNITS_256 ((uint16_t)((CLOCK_HZ * 256UL + 19200UL) / 38400UL))
 
 static node_t node;
 
@@ -126,12 +130,14 @@ static void use_measurement(const adc_sums_t *m)
     if (t == TEMP_NONE) {
         flags |= FLAG_SENSOR_FAULT;
     }
-    uint8_t s = SREG;
-    cli(); /* the protocol reads these between bytes; keep each update whole */
+    /* the protocol runs in this loop too (proto_rx), never in an interrupt: no need to lock */
     node.mv = mv;
     node.temp = t;
     node.flags = flags;
-    SREG = s;
+    if (node.snap == SNAP_MEASURING) {
+        memcpy(&node.snap_flags, &node.flags, 6); /* flags, mv, temp, bad: the SNAPREAD record's layout */
+        node.snap = SNAP_READY;
+    }
 }
 
 int main(void)
@@ -223,6 +229,13 @@ int main(void)
 #else
         node.frame_end = 0;
 #endif
+        if (node.snap == SNAP_REQUESTED) {
+            /* A SNAP ended at this node just now (in the bytes taken above): sample snap_wait ticks later.
+             * The measurement schedule does it: its next start is moved to that instant (and the
+             * regular ones follow on from there). */
+            last_measure = time + (((uint32_t)node.snap_wait * SNAP_UNITS_256) >> 8) - MEASURE_EVERY;
+            node.snap = SNAP_WAITING;
+        }
         uint8_t in_frame = proto_in_frame();
         if (in_frame) {
             /* the tick runs throughout a frame (softuart_idle is not called), so the clock is fine-grained */
@@ -231,12 +244,18 @@ int main(void)
                 in_frame = 0;
             }
         } else {
-            if (!adc_busy() && time - last_measure >= MEASURE_EVERY) {
+            /* signed: a snapshot's instant may be more than a period ahead. A snapshot does not wait for a
+             * regular measurement still under way: adc_start aborts it. */
+            if ((!adc_busy() || node.snap == SNAP_WAITING) &&
+                (int32_t)(time - last_measure) >= (int32_t)MEASURE_EVERY) {
                 last_measure += MEASURE_EVERY;
-                if (time - last_measure >= MEASURE_EVERY) {
+                if ((int32_t)(time - last_measure) >= (int32_t)MEASURE_EVERY) {
                     last_measure = time; /* fell behind (a long run of frames): no catching up */
                 }
                 adc_start(node.settings.sensor);
+                if (node.snap == SNAP_WAITING) {
+                    node.snap = SNAP_MEASURING;
+                }
             }
             if (node.settings_written) {
                 node.settings_written = 0;
@@ -286,10 +305,15 @@ int main(void)
          * frames the tick is stopped as soon as the UART has nothing left to do; then the CPU sleeps
          * until the clock's overflow (which advances the clock by more than HOUSEKEEPING_UNITS), the
          * ADC, or a start bit (which restarts the tick). */
+        /* Waiting for a snapshot's instant the loop does not sleep: it passes every few microseconds and
+         * starts the sample within one clock tick of the instant (the idle clock's ~8 ms steps would be
+         * far too coarse, and the tick mode is only restarted by a start bit). At most DELAY (~0.2 s
+         * at 64 packs) awake per snapshot. */
+        uint16_t pace = node.snap == SNAP_WAITING ? 0 : HOUSEKEEPING_UNITS;
         for (;;) {
             cli();
             if (softuart_rx_pending() || (!in_frame && adc_ready()) ||
-                (uint16_t)(softuart_clock() - now) >= HOUSEKEEPING_UNITS) {
+                (uint16_t)(softuart_clock() - now) >= pace) {
                 sei();
                 break;
             }

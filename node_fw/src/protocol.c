@@ -4,27 +4,49 @@
  * transmitted when a third arrives. Only STATUS and the CRC depend on the CRC check at the frame's end:
  * when the CRC's last byte arrives, STATUS and the CRC's first byte are still held, so STATUS can be
  * decided before it is sent and the node never has to buffer a frame.
- * The tools/packmon/sim/node_model.py reference model is this same machine, line for line. */
+ * The tools/packmon/sim/node_model.py reference model is this same machine, line for line.
+ *
+ * Flash is the tight budget (6012 B): records are copied from structs whose layout is the wire's
+ * (checked below), and the frame position is kept in byte-sized counters (header, slot, tail). */
+#include <stddef.h>
+#include <string.h>
+
 #include "protocol.h"
 #include "crc16.h"
 #include "board.h"
 
+/* The copies below rely on little-endian structs without padding laid out as the records (the AVR and
+ * the hosts the tests run on are little-endian). */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "records are copied from little-endian structs");
+_Static_assert(offsetof(node_t, scans) - offsetof(node_t, flags) == SLOT_SIZE - 2, "SCAN record layout");
+_Static_assert(offsetof(node_t, snap_seq) - offsetof(node_t, snap_flags) == SLOT_SIZE - 2, "SNAPREAD layout");
+_Static_assert(offsetof(trim_t, ee_value) == SLOT_SIZE - 1, "CLOCK record layout");
+_Static_assert(sizeof(settings_t) == SLOT_SIZE && offsetof(settings_t, reserved) == 6, "SETTINGS layout");
+
+enum { H_CMD = 1, H_SEQ, H_ADDR, H_CNT, H_END }; /* header positions; H_END: in the slots or the tail */
+
 static struct {
     uint8_t in_frame;
-    uint8_t cmd, addr, cnt;
+    uint8_t hdr[H_END];  /* the header as received: [H_CMD], [H_SEQ], [H_ADDR], [H_CNT] */
+    uint8_t pos;         /* next header position, H_END once the header is complete */
+    uint8_t index;       /* slot of the next payload byte (== CNT: the tail) */
+    uint8_t offset;      /* byte within that slot */
+    uint8_t tail;        /* bytes of the tail (NODES STATUS CRC CRC) received */
+    uint8_t nodes_in;    /* NODES as received: how many nodes the frame passed before this one */
     uint8_t mine;        /* an addressed command for this node */
     uint8_t framing;     /* a byte arrived with a low stop bit (or was lost) */
     uint8_t new_addr;    /* ENUMERATE: the address to take if the frame is good */
-    int8_t claimed;      /* SCAN: index of the slot this node filled, -1 none */
-    uint16_t pos;        /* index of the next byte in the frame */
-    uint16_t end;        /* index of NODES */
+    int8_t claimed;      /* SCAN, SNAPREAD: index of the slot this node fills, -1 none */
     uint16_t crc_in, crc_out;
     uint8_t sent_any;    /* SOF (not CRC-covered) has been transmitted */
     uint8_t hold[PROTO_LAG + 1];
     uint8_t held;
-    uint8_t rec[SLOT_SIZE]; /* the record this node writes into the frame */
+    uint8_t rec[SLOT_SIZE]; /* the record this node writes into the frame, or WRITE's / SNAP's slot */
     uint8_t wlen;
 } p;
+
+#define CMD (p.hdr[H_CMD])
+#define CNT (p.hdr[H_CNT])
 
 void proto_reset(void)
 {
@@ -75,41 +97,11 @@ void proto_timeout(node_t *n)
     }
 }
 
-static void make_record(const node_t *n, uint8_t index)
+/* SCAN record (section 3.1) from flags..scans, SNAPREAD record (3.5) from snap_flags..snap_seq */
+static void make_record(uint8_t index, const uint8_t *fields)
 {
     p.rec[0] = (uint8_t)(index + 1);
-    p.rec[1] = n->flags;
-    p.rec[2] = (uint8_t)n->mv;
-    p.rec[3] = (uint8_t)(n->mv >> 8);
-    p.rec[4] = (uint8_t)n->temp;
-    p.rec[5] = (uint8_t)((uint16_t)n->temp >> 8);
-    p.rec[6] = n->bad;
-    p.rec[7] = n->scans;
-}
-
-static void make_info(const node_t *n)
-{
-    p.rec[0] = FW_MAJOR;
-    p.rec[1] = FW_MINOR;
-    p.rec[2] = n->reset_cause;
-    p.rec[3] = n->bad;
-    p.rec[4] = (uint8_t)n->uptime;
-    p.rec[5] = (uint8_t)(n->uptime >> 8);
-    p.rec[6] = (uint8_t)(n->uptime >> 16);
-    p.rec[7] = (uint8_t)(n->uptime >> 24);
-}
-
-static void make_clock(const node_t *n)
-{
-    const trim_t *t = &n->trim;
-    p.rec[0] = t->osccal;
-    p.rec[1] = t->osccal0;
-    p.rec[2] = t->state;
-    p.rec[3] = (uint8_t)t->err01;
-    p.rec[4] = t->clean;
-    p.rec[5] = t->steps;
-    p.rec[6] = t->ee_writes;
-    p.rec[7] = t->ee_value;
+    memcpy(&p.rec[1], fields, SLOT_SIZE - 1);
 }
 
 static void finish(node_t *n)
@@ -123,37 +115,49 @@ static void finish(node_t *n)
         if ((status & 0x7F) == 0) {
             status |= n->address ? n->address : FAULT_NO_ADDRESS;
         }
-    } else if (p.cmd == CMD_ENUMERATE) {
-        n->address = p.new_addr;
-    } else if (p.cmd == CMD_SCAN) {
-        if (p.claimed >= 0) {
-            n->address = (uint8_t)(p.claimed + 1);
-            n->flags &= (uint8_t)~LATCHED_FLAGS;
-            n->scans++;
-        }
-    } else if (p.mine) {
-        if ((p.cmd == CMD_INFO || p.cmd == CMD_READ || p.cmd == CMD_CLOCK) && p.cnt >= 1) {
-            done = 1;
-        } else if (p.cmd == CMD_IDENTIFY) {
-            n->identify = 1;
-            done = 1;
-        } else if (p.cmd == CMD_WRITE && p.wlen == SLOT_SIZE) {
-            settings_t s;
-            settings_unpack(p.rec, &s);
-            if (settings_valid(&s)) {
-                n->settings = s;
-                n->settings_written = 1;
-                if (s.flags & SETTINGS_CALIBRATED) {
-                    n->flags &= (uint8_t)~FLAG_NOT_CALIBRATED;
-                } else {
-                    n->flags |= FLAG_NOT_CALIBRATED;
-                }
+    } else {
+        n->frame_end = 1;
+        if (CMD == CMD_ENUMERATE) {
+            n->address = p.new_addr;
+        } else if (CMD == CMD_SCAN) {
+            if (p.claimed >= 0) {
+                n->address = (uint8_t)(p.claimed + 1);
+                n->flags &= (uint8_t)~LATCHED_FLAGS;
+                n->scans++;
+            }
+        } else if (CMD == CMD_SNAP) {
+            if (p.wlen >= 4) {
+                /* wait = DELAY - NODES * HOP / 256 ticks: the frame ended here NODES hops after it ended
+                 * at node 1, so every node samples DELAY after that (section 3.5); NODES * HOP / 256
+                 * < 65536 whatever the bytes */
+                uint16_t delay = (uint16_t)(p.rec[0] | (uint16_t)p.rec[1] << 8);
+                uint16_t hops = (uint16_t)(((uint32_t)p.nodes_in * (uint16_t)(p.rec[2] | (uint16_t)p.rec[3] << 8)) >> 8);
+                n->snap_wait = delay > hops ? (uint16_t)(delay - hops) : 0;
+                n->snap_seq = p.hdr[H_SEQ];
+                n->snap = SNAP_REQUESTED;
                 done = 1;
             }
+        } else if (p.mine) {
+            if ((CMD == CMD_INFO || CMD == CMD_READ || CMD == CMD_CLOCK) && CNT >= 1) {
+                done = 1;
+            } else if (CMD == CMD_IDENTIFY) {
+                n->identify = 1;
+                done = 1;
+            } else if (CMD == CMD_WRITE && p.wlen == SLOT_SIZE) {
+                settings_t s;
+                memcpy(&s, p.rec, SLOT_SIZE);
+                if (settings_valid(&s)) {
+                    n->settings = s;
+                    n->settings_written = 1;
+                    if (s.flags & SETTINGS_CALIBRATED) {
+                        n->flags &= (uint8_t)~FLAG_NOT_CALIBRATED;
+                    } else {
+                        n->flags |= FLAG_NOT_CALIBRATED;
+                    }
+                    done = 1;
+                }
+            }
         }
-    }
-    if (good) {
-        n->frame_end = 1;
     }
     if (done) {
         status |= STATUS_DONE;
@@ -165,6 +169,30 @@ static void finish(node_t *n)
     p.in_frame = 0;
 }
 
+/* The record an addressed INFO/READ/CLOCK, or a SNAPREAD, puts in the frame: prepared once CNT is known */
+static void prepare(node_t *n)
+{
+    if (p.mine) {
+        if (CMD == CMD_INFO) {
+            p.rec[0] = FW_MAJOR;
+            p.rec[1] = FW_MINOR;
+            p.rec[2] = n->reset_cause;
+            p.rec[3] = n->bad;
+            memcpy(&p.rec[4], &n->uptime, 4);
+        } else if (CMD == CMD_READ) {
+            memcpy(p.rec, &n->settings, SLOT_SIZE);
+        } else if (CMD == CMD_CLOCK) {
+            memcpy(p.rec, &n->trim, SLOT_SIZE);
+        }
+    }
+    if (CMD == CMD_SNAPREAD && n->snap == SNAP_READY && n->address) {
+        /* the slot is the node's address: a node without a snapshot (old firmware, reset, the SNAP lost,
+         * the sample not taken yet) leaves its slot empty, and the hub sees which */
+        p.claimed = (int8_t)(n->address - 1);
+        make_record((uint8_t)p.claimed, &n->snap_flags);
+    }
+}
+
 void proto_rx(node_t *n, uint8_t b, uint8_t framing_error)
 {
     if (!p.in_frame) {
@@ -172,7 +200,10 @@ void proto_rx(node_t *n, uint8_t b, uint8_t framing_error)
             return; /* noise between frames: discarded, not counted */
         }
         p.in_frame = 1;
-        p.pos = 1;
+        p.pos = H_CMD;
+        p.index = 0;
+        p.offset = 0;
+        p.tail = 0;
         p.crc_in = CRC16_INIT;
         p.crc_out = CRC16_INIT;
         p.sent_any = 0;
@@ -181,65 +212,59 @@ void proto_rx(node_t *n, uint8_t b, uint8_t framing_error)
         p.claimed = -1;
         p.mine = 0;
         p.wlen = 0;
-        p.cmd = 0;
+        CMD = 0;
         push(b);
         return;
     }
 
-    uint16_t pos = p.pos++;
     p.crc_in = crc16_update(p.crc_in, b);
     p.framing |= framing_error;
 
-    if (pos == 1) {
-        p.cmd = b;
-    } else if (pos == 2) {
-        /* SEQ: forwarded unchanged */
-    } else if (pos == 3) {
-        p.addr = b;
-        if (p.cmd == CMD_ENUMERATE) {
+    uint8_t pos = p.pos;
+    if (pos < H_END) {
+        p.hdr[pos] = b;
+        p.pos = (uint8_t)(pos + 1);
+        if (pos == H_ADDR && CMD == CMD_ENUMERATE) {
             b = (b == 255) ? 255 : (uint8_t)(b + 1);
             p.new_addr = (b <= MAX_SLOTS) ? b : 0;
+        } else if (pos == H_CNT) {
+            if (b > MAX_SLOTS) {
+                /* A bad header: the length cannot be trusted, so stop forwarding (section 4). */
+                error(n);
+                proto_reset();
+                return;
+            }
+            p.mine = (n->address != 0 && p.hdr[H_ADDR] == n->address);
+            prepare(n);
         }
-    } else if (pos == 4) {
-        p.cnt = b;
-        if (b > MAX_SLOTS) {
-            /* A bad header: the length cannot be trusted, so stop forwarding (section 4). */
-            error(n);
-            proto_reset();
+    } else if (p.index < CNT) {
+        uint8_t offset = p.offset, index = p.index;
+        if (++p.offset == SLOT_SIZE) {
+            p.offset = 0;
+            p.index++;
+        }
+        if (CMD == CMD_SCAN && offset == 0 && p.claimed < 0 && b == 0) {
+            p.claimed = (int8_t)index;
+            make_record(index, &n->flags);
+        }
+        if ((int8_t)index == p.claimed) {
+            b = p.rec[offset];
+        } else if (index == 0 && (p.mine || CMD == CMD_SNAP)) {
+            if (CMD == CMD_INFO || CMD == CMD_READ || CMD == CMD_CLOCK) {
+                b = p.rec[offset];
+            } else if (CMD == CMD_WRITE || CMD == CMD_SNAP) {
+                p.rec[p.wlen++] = b; /* WRITE's settings, SNAP's timing: kept, forwarded unchanged */
+            }
+        }
+    } else {
+        uint8_t t = p.tail++;
+        if (t == 0) {
+            p.nodes_in = b;
+            b = (b == 255) ? 255 : (uint8_t)(b + 1); /* NODES */
+        } else if (t == 3) {
+            finish(n); /* the CRC's low byte: the frame is complete (held: STATUS, CRC high) */
             return;
         }
-        p.end = (uint16_t)(5u + SLOT_SIZE * b);
-        p.mine = (n->address != 0 && p.addr == n->address);
-        if (p.mine && p.cmd == CMD_INFO) {
-            make_info(n);
-        } else if (p.mine && p.cmd == CMD_READ) {
-            settings_pack(&n->settings, p.rec);
-        } else if (p.mine && p.cmd == CMD_CLOCK) {
-            make_clock(n);
-        }
-    } else if (pos < p.end) {
-        uint8_t offset = (uint8_t)((pos - 5u) % SLOT_SIZE);
-        uint8_t index = (uint8_t)((pos - 5u) / SLOT_SIZE);
-        if (p.cmd == CMD_SCAN) {
-            if (offset == 0 && p.claimed < 0 && b == 0) {
-                p.claimed = (int8_t)index;
-                make_record(n, index);
-            }
-            if ((int8_t)index == p.claimed) {
-                b = p.rec[offset];
-            }
-        } else if (p.mine && index == 0) {
-            if (p.cmd == CMD_INFO || p.cmd == CMD_READ || p.cmd == CMD_CLOCK) {
-                b = p.rec[offset];
-            } else if (p.cmd == CMD_WRITE) {
-                p.rec[p.wlen++] = b;
-            }
-        }
-    } else if (pos == p.end) {
-        b = (b == 255) ? 255 : (uint8_t)(b + 1); /* NODES */
-    } else if (pos == p.end + 3u) {
-        finish(n); /* the CRC's low byte: the frame is complete (held: STATUS, CRC high) */
-        return;
     }
     push(b);
 }

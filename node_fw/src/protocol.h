@@ -15,6 +15,8 @@
 #define CMD_WRITE 0x05
 #define CMD_IDENTIFY 0x06
 #define CMD_CLOCK 0x07
+#define CMD_SNAP 0x08     /* protocol 1.1: sample at one instant (section 3.5) */
+#define CMD_SNAPREAD 0x09 /* protocol 1.1: read the snapshot, slot = address (section 3.5) */
 #define MAX_SLOTS 64
 #define SLOT_SIZE 8
 #define PROTO_LAG 2
@@ -33,14 +35,31 @@
 
 #define TEMP_NONE INT16_MIN
 
-/* Everything the protocol reads from or changes in the node. */
+/* node_t.snap: where the node is with a snapshot (docs/protocol.md 3.5) */
+#define SNAP_NONE 0
+#define SNAP_REQUESTED 1 /* protocol -> main: a good SNAP ended; snap_wait ticks from now */
+#define SNAP_WAITING 2   /* main: the sample instant is set, the UART tick keeps time to it */
+#define SNAP_MEASURING 3 /* main: the snapshot's ADC cycle is under way */
+#define SNAP_READY 4     /* the snapshot's values are stored: SNAPREAD reports them */
+
+/* Everything the protocol reads from or changes in the node. flags..scans are laid out as bytes 1..7 of
+ * the SCAN record (little-endian, no padding on the AVR or a host), and snap_flags..snap_seq as the
+ * SNAPREAD record's: protocol.c copies either record in one go (protocol.c checks the layout). */
 typedef struct {
     uint8_t address; /* 1..64, 0 = none yet */
     uint8_t flags;   /* SCAN record flags, latched bits included */
-    uint8_t bad;     /* bad frames seen, mod 256 */
-    uint8_t scans;   /* SCAN records delivered, mod 256 */
     uint16_t mv;     /* latest measurement */
     int16_t temp;    /* 0.1 degC, TEMP_NONE when unknown */
+    uint8_t bad;     /* bad frames seen, mod 256 */
+    uint8_t scans;   /* SCAN records delivered, mod 256 */
+    /* the bank snapshot (section 3.5) */
+    uint8_t snap;        /* SNAP_* */
+    uint8_t snap_flags;  /* SNAP_READY: flags, voltage, temperature and bad count at the sample instant */
+    uint16_t snap_mv;
+    int16_t snap_temp;
+    uint8_t snap_bad;
+    uint8_t snap_seq;    /* SEQ of the SNAP request the snapshot belongs to */
+    uint16_t snap_wait;  /* SNAP_REQUESTED: ticks (1/38400 s) from the frame's end to the sample instant */
     settings_t settings;
     uint8_t reset_cause; /* MCUSR at start */
     uint32_t uptime;     /* seconds */

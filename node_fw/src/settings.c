@@ -1,3 +1,5 @@
+#include <string.h>
+
 #include "settings.h"
 #include "crc16.h"
 
@@ -20,25 +22,15 @@ uint8_t settings_valid(const settings_t *s)
            s->sensor <= SENSOR_NTC && (s->flags & (uint8_t)~SETTINGS_CALIBRATED) == 0 && s->reserved == 0;
 }
 
+/* The struct is the record: little-endian, no padding (protocol.c checks the layout). */
 void settings_pack(const settings_t *s, uint8_t out[SETTINGS_SIZE])
 {
-    out[0] = (uint8_t)s->vref;
-    out[1] = (uint8_t)(s->vref >> 8);
-    out[2] = (uint8_t)s->temp_offset;
-    out[3] = (uint8_t)((uint16_t)s->temp_offset >> 8);
-    out[4] = s->sensor;
-    out[5] = s->flags;
-    out[6] = (uint8_t)s->reserved;
-    out[7] = (uint8_t)(s->reserved >> 8);
+    memcpy(out, s, SETTINGS_SIZE);
 }
 
 void settings_unpack(const uint8_t in[SETTINGS_SIZE], settings_t *s)
 {
-    s->vref = (uint16_t)(in[0] | ((uint16_t)in[1] << 8));
-    s->temp_offset = (int16_t)(uint16_t)(in[2] | ((uint16_t)in[3] << 8));
-    s->sensor = in[4];
-    s->flags = in[5];
-    s->reserved = (uint16_t)(in[6] | ((uint16_t)in[7] << 8));
+    memcpy(s, in, SETTINGS_SIZE);
 }
 
 void settings_to_image(const settings_t *s, uint8_t img[SETTINGS_IMAGE_SIZE])

@@ -1,6 +1,7 @@
 /* libFuzzer target for the node's frame handling (protocol.c + crc16.c + settings.c).
  *
- * Input: 2 bytes of node state, then a byte stream; a byte 0xFE followed by k makes the next k-th byte
+ * Input: 2 bytes of node state (the first: address, and whether the node holds a finished snapshot for
+ * SNAPREAD to report), then a byte stream; a byte 0xFE followed by k makes the next k-th byte
  * arrive with a framing error, and 0xFD k ends the line with a timeout. After the stream the line goes
  * silent, and a good ENUMERATE must then be forwarded correctly: no input may leave the node in a state
  * where it stops forwarding valid frames. ASan/UBSan catch out-of-bounds and undefined behaviour. */
@@ -36,6 +37,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     n.flags = data[1];
     n.mv = 3300;
     n.temp = 250;
+    if (data[0] >= 70) { /* a snapshot to report (protocol.md 3.5): SNAPREAD writes it into its slot */
+        n.snap = SNAP_READY;
+        n.snap_flags = data[1];
+        n.snap_mv = 3290;
+        n.snap_temp = 245;
+        n.snap_seq = data[0];
+    }
     proto_reset();
     n_out = 0;
     size_t fe_at = (size_t)-1;

@@ -69,7 +69,9 @@ static int same_state(const node_t *a, const node_t *b)
            a->mv == b->mv && a->temp == b->temp && a->settings.vref == b->settings.vref &&
            a->settings.temp_offset == b->settings.temp_offset && a->settings.sensor == b->settings.sensor &&
            a->settings.flags == b->settings.flags && a->settings.reserved == b->settings.reserved &&
-           a->identify == b->identify;
+           a->identify == b->identify && a->snap == b->snap && a->snap_seq == b->snap_seq &&
+           a->snap_wait == b->snap_wait && a->snap_flags == b->snap_flags && a->snap_mv == b->snap_mv &&
+           a->snap_temp == b->snap_temp && a->snap_bad == b->snap_bad;
 }
 
 static int test_frame_vectors(void)
@@ -188,12 +190,49 @@ static void test_settings_guard(void)
     CHECK(settings_from_image(img, &r) == 0, "intact image with invalid values -> defaults");
 }
 
+/* adc.c computes the temperatures without signed 32-bit division (to save flash); these are the
+ * formulas it replaced, signed and rounded half away from zero: every possible sum must agree. */
+static int16_t ref_div_round(int32_t num, int32_t den)
+{
+    return (int16_t)(num >= 0 ? (num + den / 2) / den : (num - den / 2) / den);
+}
+
+static const uint16_t ref_ntc[] = {15605, 15322, 14964, 14520, 13983, 13351, 12628, 11823, 10954, 10043, 9114,
+                                   8192,  7301,  6458,  5677,  4965,  4326,  3760,  3262,  2828,  2452, 2127,
+                                   1847,  1606,  1399,  1221,  1068};
+
+static void test_adc_unsigned_math(void)
+{
+    int bad_internal = 0, bad_ntc = 0;
+    for (uint32_t sum = 0; sum < 16u * 1024u; sum++) {
+        int16_t want = (sum < 16u * 180u || sum > 16u * 450u)
+                           ? TEMP_NONE
+                           : (int16_t)(250 + ref_div_round(((int32_t)sum - 4800) * 650, 1120));
+        bad_internal += adc_internal_temp_dc((uint16_t)sum) != want;
+        const unsigned np = sizeof ref_ntc / sizeof ref_ntc[0];
+        if (sum > ref_ntc[0] || sum < ref_ntc[np - 1]) {
+            want = TEMP_NONE;
+        } else {
+            unsigned i = 0;
+            while (i < np - 2 && sum < ref_ntc[i + 1]) {
+                i++;
+            }
+            want = (int16_t)(-300 + 50 * (int)i +
+                             ref_div_round((int32_t)(ref_ntc[i] - sum) * 50, ref_ntc[i] - ref_ntc[i + 1]));
+        }
+        bad_ntc += adc_ntc_dc((uint16_t)sum) != want;
+    }
+    CHECK(bad_internal == 0, "internal sensor: %d sums differ from the signed formula", bad_internal);
+    CHECK(bad_ntc == 0, "NTC: %d sums differ from the signed formula", bad_ntc);
+}
+
 int main(void)
 {
     test_crc();
     int n = test_frame_vectors();
     test_forwarding_survives_garbage();
     test_adc_math();
+    test_adc_unsigned_math();
     test_settings_guard();
     printf("checked %d frame vectors, %d CRC examples; %d checks, %d failed\n", n, N_CRC_VECS, checks, failures);
     return failures ? 1 : 0;

@@ -73,3 +73,23 @@ def test_soc_resync_with_a_modelled_ina228(mosquitto, subscriber_factory, tmp_pa
     assert abs(float(sub.latest[f"{P}/bank/soc"]) - min(want) / 100) < 0.05
     assert b'"confidence":0.00' in sub.latest[f"{P}/pack/1/health"]
     assert '"estimator"' in (tmp_path / "state.json").read_text()
+
+
+def test_bank_snapshot_on_the_real_runtime(mosquitto, subscriber_factory, tmp_path) -> None:
+    """With a shunt and a battery block the hub takes a bank snapshot each cycle (hub/snapshot.py, protocol.md
+    3.5) under `micropython` too: a firmware-1.1 node at position 2 leaves its slot empty, which is said once
+    on P/error naming the position, while the scans go on."""
+    sub = subscriber_factory(mosquitto.port, f"{P}/#")
+    model = ina.make_model("ina228", 0.0005, lambda t: -3.0, time.monotonic)
+    eng = ModelRing(4, mv=list(MV), temp=list(TEMP))
+    eng.nodes[1].s.fw = (1, 1)
+    c = cfg(mosquitto.port, scan_interval_s=0.5, stale_after_s=2, state_file=str(tmp_path / "state.json"),
+            shunt={"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005, "max_current_a": 200},
+            battery={"enabled": True, "chemistry": "nmc", "capacity_ah": 100})
+    with mpy_hub.MpyHub(eng, c, cycles=8, i2c_model=model, heap=mpy_hub.heap_for(c)) as hub:
+        assert hub.wait(120) == 0, "\n".join(hub.lines[-20:])
+    sub.wait_for(lambda s: f"{P}/pack/4/voltage" in s.latest)
+    errors = [m for t, m, _ in sub.messages if t == f"{P}/error"]
+    snap = [m for m in errors if b"snapshot" in m]
+    assert len(snap) == 1 and b"1 of 4 positions did not take it (2)" in snap[0], errors
+    assert sub.latest[f"{P}/pack/2/voltage"] == b"3.321"  # its regular reading, published as before

@@ -19,7 +19,7 @@ import time
 
 from hub import codec
 
-from . import bench_clock, ref_diybms
+from . import bench_clock, bench_snapshot, ref_diybms
 from .sim.model_ring import ModelRing
 
 BAUD = 9600
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", default=None, help="comma-separated ring sizes (default 1,2,4,8,16,32,64; "
                    "16,64 with --clock-spread)")
     bench_clock.add_args(p)
+    bench_snapshot.add_args(p)
     p.set_defaults(func=run)
 
 
@@ -130,13 +131,16 @@ def diybms_table(rows: list[dict], out=print) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    default = "16,64" if getattr(args, "clock_spread", False) else "1,2,4,8,16,32,64"
+    default = ("16,64" if getattr(args, "clock_spread", False) else "1,16,64" if getattr(args, "snapshot", False)
+               else "1,2,4,8,16,32,64")
     sizes = [int(s) for s in (args.sizes or default).split(",") if s.strip()]
     if any(not 1 <= n <= 64 for n in sizes):
         raise SystemExit("packmon bench: sizes must be 1..64")
     engines = ["model", "simavr"] if args.engine == "both" else [args.engine]
     if getattr(args, "clock_spread", False):
         return bench_clock.run(args, sizes, engines)
+    if getattr(args, "snapshot", False):
+        return bench_snapshot.run(args, sizes)
     for e in engines:
         if e == "simavr":
             from .sim import simavr_ring

@@ -33,6 +33,10 @@
  *   FIFO size head tail  data addresses of the firmware's TX FIFO indices; HWM: each node's high-water
  *                   mark since the last HWM
  *   PEEK i addr n   n bytes of node i's data space
+ *   ADCT n          "ADCT N" then per node "i count t..." : the start times of node i's last n (<= 64) ADC
+ *                   conversions (simavr raises ADC_IRQ_OUT_TRIGGER when the firmware sets ADSC), in
+ *                   seconds of hub time from the start of the last TX, oldest first; count: all
+ *                   conversions since the harness started (the snapshot spread: packmon bench --snapshot)
  *   STATS           "STATS n" then per node "i cycles sleep_cycles bytes_out framing_out active led"
  *                   (cycles simulated while in the ring and those asleep (cpu_Sleeping), since the
  *                   harness started; bytes_out and framing_out
@@ -437,6 +441,20 @@ static void dbg_pin_changed(struct avr_irq_t *irq, uint32_t value, void *param)
     }
 }
 
+/* ADC conversion starts, global time: a ring of the last ADC_LOG per node (ADCT) */
+#define ADC_LOG 64
+static uint64_t adc_t[MAX_NODES][ADC_LOG];
+static uint32_t adc_n[MAX_NODES];
+
+static void adc_triggered(struct avr_irq_t *irq, uint32_t value, void *param)
+{
+    (void)irq;
+    (void)value;
+    int k = (int)(intptr_t)param;
+    adc_t[k][adc_n[k] % ADC_LOG] = time_of(k, core[k]->cycle);
+    adc_n[k]++;
+}
+
 static void led_changed(struct avr_irq_t *irq, uint32_t value, void *param)
 {
     (void)irq;
@@ -736,6 +754,8 @@ int main(int argc, char **argv)
                                 (void *)(intptr_t)k);
         avr_irq_register_notify(avr_io_getirq(a, AVR_IOCTL_IOPORT_GETIRQ('B'), IOPORT_IRQ_PIN1), led_changed,
                                 (void *)(intptr_t)k);
+        avr_irq_register_notify(avr_io_getirq(a, AVR_IOCTL_ADC_GETIRQ, ADC_IRQ_OUT_TRIGGER), adc_triggered,
+                                (void *)(intptr_t)k);
         set_temp_mv(k, 322); /* ~25 C */
     }
     for (int k = 0; k < n_nodes; k++) {
@@ -865,6 +885,16 @@ int main(int argc, char **argv)
             fifo_head_addr = (uint16_t)x;
             fifo_tail_addr = (uint16_t)y;
             printf("OK\n");
+        } else if (!strcmp(cmd, "ADCT") && sscanf(line, "%*s %d", &i) == 1 && i > 0 && i <= ADC_LOG) {
+            printf("ADCT %d\n", n_nodes);
+            for (int k = 0; k < n_nodes; k++) {
+                uint32_t m = adc_n[k] < (uint32_t)i ? adc_n[k] : (uint32_t)i;
+                printf("%d %u", k, adc_n[k]);
+                for (uint32_t j = adc_n[k] - m; j < adc_n[k]; j++) {
+                    printf(" %.9f", ((double)adc_t[k][j % ADC_LOG] - (double)tx_start) / SUB / freq);
+                }
+                printf("\n");
+            }
         } else if (!strcmp(cmd, "HWM")) {
             /* each node's TX FIFO high-water mark since the last HWM */
             printf("HWM");

@@ -31,6 +31,8 @@ from .node_model import (
     LATCHED_FLAGS,
     MAX_SLOTS,
     SLOT_SIZE,
+    SNAP_REQUESTED,
+    SNAP_TICK_S,
     SOF,
     NodeModel,
     NodeState,
@@ -191,12 +193,24 @@ class ModelRing:
             if stream:
                 # the line goes quiet after the last byte: a node left inside a frame times out
                 node.timeout()
+                self._snapshot(node, stream[-1][1] - 0.5 * self.bit + NODE_DELAY_BITS * self.bit, 1.0)
             stream = out
             hops.append(len(stream))
         rx = bytes(b for b, _, _ in stream)
         seconds = stream[-1][1] if stream else end_tx
         return Exchange(rx, seconds, hops)
 
+
+    def _snapshot(self, node: NodeModel, frame_end: float, tick_scale: float) -> None:
+        """A SNAP just ended at this node (docs/protocol.md 3.5): it samples snap_wait ticks of its own clock
+        later. The model takes the measurement at once (the scenario's truth does not change within an
+        exchange, and the hub waits for the instant before its next frame) and keeps the instant, in this
+        exchange's time, as node.snap_instant; the spread of the real image is simavr's (bench --snapshot)."""
+        if node.s.snap != SNAP_REQUESTED:
+            return
+        node.snap_instant = frame_end + node.s.snap_wait * SNAP_TICK_S * tick_scale  # type: ignore[attr-defined]
+        self._measure(node)
+        node.take_snapshot()
 
     # -- per-node clocks ---------------------------------------------------------------------------
     def node_ratio(self, node: NodeModel) -> float:
@@ -273,6 +287,8 @@ class ModelRing:
             if got:
                 node.timeout()
         frame_good = node.s.bad == good_before
+        if got:
+            self._snapshot(node, got[-1][2], 1 / self.node_ratio(node))
         if self.trim:
             trim.frame_end(frame_good)
         # transmit through the FIFO at the node's own rate

@@ -19,6 +19,8 @@ CMD_READ = 0x04
 CMD_WRITE = 0x05
 CMD_IDENTIFY = 0x06
 CMD_CLOCK = 0x07
+CMD_SNAP = 0x08  # protocol 1.1: every node samples at one instant (docs/protocol.md 3.5)
+CMD_SNAPREAD = 0x09  # protocol 1.1: the snapshot, in the slot of each node's address
 MAX_SLOTS = 64
 SLOT_SIZE = 8
 LAG = 2
@@ -36,7 +38,15 @@ LATCHED_FLAGS = FLAG_RESET_POWER | FLAG_RESET_BROWNOUT | FLAG_RESET_WATCHDOG | F
 
 SETTINGS_CALIBRATED = 0x01
 TEMP_NONE = -32768
-FW_VERSION = (1, 1)
+FW_VERSION = (1, 2)
+
+# NodeState.snap (node_fw/src/protocol.h)
+SNAP_NONE = 0
+SNAP_REQUESTED = 1  # a good SNAP ended: sample snap_wait ticks (1/38400 s) later
+SNAP_WAITING = 2
+SNAP_MEASURING = 3
+SNAP_READY = 4  # the snapshot's values are stored; SNAPREAD reports them
+SNAP_TICK_S = 1 / 38400  # the unit of SNAP's DELAY (HOP is in 1/256 of it)
 
 
 def crc16_update(crc: int, byte: int) -> int:
@@ -109,6 +119,14 @@ class NodeState:
     uptime: int = 0
     identify: bool = False
     clock: ClockState = field(default_factory=ClockState)
+    # the bank snapshot (docs/protocol.md 3.5)
+    snap: int = SNAP_NONE
+    snap_seq: int = 0
+    snap_wait: int = 0
+    snap_flags: int = 0
+    snap_mv: int = 0
+    snap_temp: int = 0
+    snap_bad: int = 0
 
 
 class NodeModel:
@@ -126,6 +144,21 @@ class NodeModel:
         return struct.pack(
             "<BBHhBB", slot_index + 1, s.flags, s.mv & 0xFFFF, s.temp, s.bad & 0xFF, s.scans & 0xFF
         )
+
+    def snap_record(self, slot_index: int) -> bytes:
+        s = self.s
+        return struct.pack("<BBHhBB", slot_index + 1, s.snap_flags, s.snap_mv & 0xFFFF, s.snap_temp,
+                           s.snap_bad & 0xFF, s.snap_seq & 0xFF)
+
+    def take_snapshot(self) -> bool:
+        """The sample instant has come and the measurement finished (the firmware's main loop): the values
+        measured now become the snapshot. False if no snapshot was requested."""
+        s = self.s
+        if s.snap not in (SNAP_REQUESTED, SNAP_WAITING, SNAP_MEASURING):
+            return False
+        s.snap_flags, s.snap_mv, s.snap_temp, s.snap_bad = s.flags, s.mv, s.temp, s.bad
+        s.snap = SNAP_READY
+        return True
 
     def info_record(self) -> bytes:
         s = self.s
@@ -183,6 +216,8 @@ class NodeModel:
         s = self.s
         if pos == 1:
             self._cmd = byte
+            if byte in (CMD_SNAP, CMD_SNAPREAD) and s.fw < (1, 2):
+                self._cmd = -1  # firmware before 1.2: an unknown command, forwarded untouched
         elif pos == 2:
             self._seq = byte
         elif pos == 3:
@@ -197,22 +232,26 @@ class NodeModel:
                 self.reset_link()
                 return bytes(out)
             self._end = 5 + SLOT_SIZE * byte  # position of NODES
+            if self._cmd == CMD_SNAPREAD and s.snap == SNAP_READY and s.address:
+                # the slot is the node's address; without a snapshot the node leaves its slot empty
+                self._claimed = s.address - 1
+                self._record = self.snap_record(self._claimed)
         elif pos < self._end:
             index, offset = divmod(pos - 5, SLOT_SIZE)
             mine = s.address != 0 and self._addr == s.address
-            if self._cmd == CMD_SCAN:
-                if offset == 0 and self._claimed < 0 and byte == 0:
-                    self._claimed = index
-                    self._record = self.record(index)
-                if index == self._claimed:
-                    byte = self._record[offset]
+            if self._cmd == CMD_SCAN and offset == 0 and self._claimed < 0 and byte == 0:
+                self._claimed = index
+                self._record = self.record(index)
+            if index == self._claimed:
+                byte = self._record[offset]
             elif self._cmd in (CMD_INFO, CMD_READ, CMD_CLOCK) and mine and index == 0:
                 rec = (self.info_record() if self._cmd == CMD_INFO else s.settings.pack() if self._cmd == CMD_READ
                        else s.clock.pack())
                 byte = rec[offset]
-            elif self._cmd == CMD_WRITE and mine and index == 0:
-                self._payload.append(byte)
+            elif (self._cmd == CMD_WRITE and mine or self._cmd == CMD_SNAP) and index == 0:
+                self._payload.append(byte)  # WRITE's settings, SNAP's timing
         elif pos == self._end:
+            self._nodes_in = byte
             byte = min(byte + 1, 255)  # NODES
         elif pos == self._end + 3:  # CRC low byte: the frame is complete (held: STATUS, CRC high)
             self._finish(out)
@@ -238,6 +277,14 @@ class NodeModel:
                 s.address = self._claimed + 1
                 s.flags &= ~LATCHED_FLAGS
                 s.scans = (s.scans + 1) & 0xFF
+            elif self._cmd == CMD_SNAP:
+                if len(self._payload) >= 4:
+                    delay, hop = struct.unpack_from("<HH", self._payload)
+                    hops = (self._nodes_in * hop) >> 8  # the frame ended here NODES hops after node 1
+                    s.snap_wait = max(delay - hops, 0)
+                    s.snap_seq = self._seq
+                    s.snap = SNAP_REQUESTED
+                    done = True
             elif mine and self._cmd in (CMD_INFO, CMD_READ, CMD_CLOCK, CMD_IDENTIFY) and self._cnt >= (
                 0 if self._cmd == CMD_IDENTIFY else 1
             ):

@@ -349,6 +349,16 @@ class SimavrRing:
             logs[int(f[0])] = bytes.fromhex(f[1]) if len(f) > 1 else b""
         return [logs[p] for p in self._active]
 
+    def adc_starts(self, last: int = 36) -> list[list[float]]:
+        """Start times of each node's last `last` ADC conversions (seconds of hub time from the start of the
+        last exchange; simavr reports a conversion when the firmware sets ADSC), in ring order."""
+        head = self._cmd(f"ADCT {int(last)}")
+        got = {}
+        for _ in range(int(head.split()[1])):
+            f = self._readline().split()
+            got[int(f[0])] = [float(x) for x in f[2:]]
+        return [got[p] for p in self._active]
+
     def fifo_hwm(self) -> list[int]:
         """Each node's TX FIFO high-water mark (bytes waiting) since the last call, physical order."""
         return [int(v) for v in self._cmd("HWM").split()[1:]]

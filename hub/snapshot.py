@@ -1,0 +1,137 @@
+# The bank snapshot on the hub (docs/protocol.md 3.5): every pack sampled at one instant, the shunt read
+# at that instant, so the per-pack resistance (hub/health.py, dV/dI at current steps) sees every pack's
+# voltage with the current that was flowing then.
+#
+# Once a cycle, after the SCAN (which keeps addresses, flags and the regular readings as without snapshots):
+#   SNAP (DELAY = (N-1) HOP + margin) -> wait for the instant -> read the shunt -> wait for the nodes'
+#   measurement -> SNAPREAD.
+# A position whose slot comes back empty, or holds another SNAP's values, did not take this snapshot
+# (firmware before 1.2, a reset node, a SNAP lost on the way): it is marked so (ok[i] = 0), named on
+# <prefix>/error when the set of such positions changes, and its regular reading is never used as a
+# snapshot value. A SNAP or SNAPREAD lost to noise is retried once with a new SEQ; then the snapshot is
+# reported lost for the cycle (valid False), never replaced by older values.
+# Loaded only when enabled (hub.features); nothing here allocates per cycle but the error text on a change.
+from array import array
+
+from hub import codec
+from hub.ring import RingError
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_MARGIN_TICKS = const(154)  # ~4 ms after the frame ended at the last node (its tail out, its loop free)
+_MEASURE_MS = const(6)  # a node's measurement: 36 conversions, ~4 ms at 8 MHz, plus margin
+_RETRY = (codec.ERR_BAD_CRC, codec.ERR_TRUNCATED, codec.ERR_BAD_SOF, codec.ERR_TIMEOUT, codec.ERR_MISMATCH,
+          codec.ERR_RING_FAULT, codec.ERR_BAD_LENGTH, codec.ERR_TOO_MANY_SLOTS)
+
+
+class Snapshot:
+    def __init__(self, max_packs, hop_us, baud=9600):
+        self.mv = array("i", bytes(4 * max_packs))  # the snapshot's voltages, where ok
+        self.ok = bytearray(max_packs)  # 1: this position took this snapshot
+        self.hop256 = (hop_us * 38400 * 256 + 500000) // 1000000  # HOP in 1/256 tick
+        self.baud = baud
+        self.n = 0
+        self.seq = -1
+        self.valid = False  # this cycle's snapshot was taken (some positions may still lack it: ok)
+        self.missing = 0  # positions without it this cycle
+        self.taken = 0
+        self.lost = 0
+        self._said = -1  # signature of the missing set last reported
+        self.problem = ""
+
+    def delay_ticks(self, n):
+        return ((n - 1) * self.hop256 >> 8) + _MARGIN_TICKS if n > 0 else _MARGIN_TICKS
+
+    def take(self, ring, n, clock, at_instant):
+        """One snapshot of n packs. at_instant(): called at the sample instant (the shunt read). Returns True
+        when the snapshot came back (self.ok tells which positions took it)."""
+        self.valid = False
+        self.n = n
+        for i in range(n):
+            self.ok[i] = 0
+        delay = self.delay_ticks(n)
+        # the instant is DELAY after the frame ended at node 1, about when the hub's last byte ended
+        lead = (codec.frame_len(1) * 10 * 1000 + self.baud - 1) // self.baud + (delay * 1000 + 38399) // 38400
+        seq = -1
+        for _ in range(2):
+            t0 = clock.ticks_ms()
+            try:
+                seq = ring.snap(n, delay, self.hop256)
+                break
+            except RingError as e:
+                if e.code not in _RETRY:
+                    break
+                # the SNAP may have reached some nodes: the retry (a new SEQ) replaces what they scheduled
+        left = lead - clock.ticks_diff(clock.ticks_ms(), t0)
+        if left > 0:
+            clock.sleep_ms(left)
+        at_instant()
+        if seq < 0:
+            self.lost += 1
+            self.problem = "ring: snapshot lost (SNAP failed twice); no simultaneous readings this cycle"
+            return False
+        clock.sleep_ms(_MEASURE_MS)
+        try:
+            try:
+                ring.snapread(n)
+            except RingError as e:
+                if e.code not in _RETRY:
+                    raise
+                ring.snapread(n)  # the nodes keep their snapshot: a read lost to noise can be repeated
+        except RingError as e:
+            self.lost += 1
+            self.problem = "ring: snapshot %d lost (SNAPREAD failed: %s); no simultaneous readings this cycle" % (
+                seq, e)
+            return False
+        rx = ring.rx
+        missing = 0
+        sig = 0
+        for i in range(n):
+            o = codec.slot(i)
+            if rx[o] == i + 1 and rx[o + 7] == seq and not rx[o + 1] & codec.FLAG_VOLTAGE_FAULT:
+                self.ok[i] = 1
+                self.mv[i] = codec.rec_mv(rx, o)
+            else:
+                missing += 1
+                sig = (sig * 31 + i + 1) & 0x3FFFFFFF
+        self.seq = seq
+        self.missing = missing
+        self.valid = True
+        self.taken += 1
+        if missing == 0:
+            self.problem = ""
+        elif sig != self._said:
+            self.problem = "ring: snapshot: %d of %d positions did not take it (%s): firmware before 1.2, a reset " \
+                "or a lost SNAP; their readings are not simultaneous" % (missing, n, self.missing_text())
+        self._said = sig if missing else -1
+        return True
+
+    def missing_text(self):
+        out = []
+        for i in range(self.n):
+            if not self.ok[i]:
+                out.append(str(i + 1))
+        return ", ".join(out)
+
+
+def start(hub):
+    cfg = hub.cfg
+    hub.snap = Snapshot(cfg["max_packs"], cfg["snapshot"]["hop_us"], cfg["uart"]["baud"])
+
+
+def step(hub, now, at_instant):
+    """The hub's cycle, after a good SCAN: the snapshot, with at_instant() (the shunt read) at its instant. A
+    new problem goes to <prefix>/error once."""
+    s = hub.snap
+    before = s.problem
+    s.take(hub.ring, hub.bank.n, hub.port.clock, at_instant)
+    if s.problem and (s.problem != before or not s.valid):
+        hub._error(now, s.problem)
+    elif before and not s.problem:
+        hub.log("info", "ring: snapshot taken by every position again")
