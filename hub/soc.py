@@ -116,6 +116,7 @@ class Estimator:
         self.rest_done = False
         self.full_for = 0
         self.full_done = False
+        self.top = False  # charged well above the tail at the full voltage, and the voltage held since (a taper)
         self.last_ok = -1  # ticks_ms of the last good shunt read
         self.count_unc = 0  # cq: 1-sigma drift of the count since the last resync (common to all packs)
         self.unc_ma = cap_mah // 500 or 1
@@ -221,7 +222,14 @@ class Estimator:
         else:
             self.rest_for = 0
             self.rest_done = False
-        if 0 < i_ma <= self.tail_ma and bank.fresh and bank.avg_mv >= self.full_mv:
+        # full is a taper: the current came down from well above the tail (2x) to the tail while the voltage
+        # stayed at the top (a CV charger holds it there). A small current that only brings the voltage back to
+        # the top after it fell below (a cloud, dusk, a load switched on and off) reads a pack that is not full.
+        if not bank.fresh or bank.avg_mv < self.full_mv:
+            self.top = False
+        elif i_ma > 2 * self.tail_ma:
+            self.top = True
+        if self.top and 0 < i_ma <= self.tail_ma:
             self.full_for += dt
             if self.full_for >= self.full_hold_ms and not self.full_done:
                 self.full_done = True
@@ -400,6 +408,7 @@ class Estimator:
                 self.offset_ua = lim if off > lim else (-lim if off < -lim else off)
                 self.offset_n += 1
                 self.events += 1
+                self.unc_ma = self.nominal_mah // 2000 or 1  # the count drifts less now (the comment above)
         self.last_sync_s = self.count_s
         self.last_sync_q = self.qnet
         self.last_sync_soc = med_soc

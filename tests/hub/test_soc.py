@@ -48,9 +48,26 @@ def test_soc_is_unknown_after_a_start_until_a_rest_resync() -> None:
 def test_full_charge_resyncs_from_voltage_less_ir() -> None:
     w = World([20000], [10000], [9500])
     w.est.health.r[0] = 10000
-    w.run(800, 200)  # charging at the tail (<= C/20) with the pack above full_mv, held 2 min
+    w.run(3000, 30)  # charging well above the tail at the top voltage ...
+    w.run(800, 200)  # ... tapered to the tail (<= C/20) with the pack above full_mv, held 2 min
     assert w.bank.avg_mv >= w.est.full_mv
     assert w.est.soc[0] != -1 and abs(w.est.soc[0] - w.soc_true(0)) <= 100
+
+
+def test_a_small_current_that_only_reaches_the_top_voltage_is_not_full() -> None:
+    # a cloud or dusk: the charge current is at the tail, but the voltage only reaches full_mv because of it
+    # (9 % short of full here), or came back to it after falling below: not a taper, so no full resync
+    w = World([20000], [20000], [9100])
+    w.run(900, 600)
+    assert w.bank.avg_mv >= w.est.full_mv and w.est.full_syncs == 0 and w.est.soc[0] == -1
+    w.run(4000, 30)  # well above the tail at the top: a taper could start here ...
+    w.run(0, 60)  # ... but the current stops and the voltage falls below full_mv
+    assert w.bank.avg_mv < w.est.full_mv
+    w.run(900, 600)  # back at the tail current, above full_mv again
+    assert w.bank.avg_mv >= w.est.full_mv and w.est.full_syncs == 0 and w.est.soc[0] == -1
+    w.run(4000, 30)
+    w.run(900, 200)  # a taper: resyncs
+    assert w.est.full_syncs == 1 and w.est.soc[0] != -1
 
 
 def test_counting_moves_soc_by_charge_over_capacity() -> None:
@@ -269,7 +286,8 @@ def test_full_charge_bias_learned_from_the_rest_after_it() -> None:
     # the pack's voltage under the tail current overstates its SOC by I*R (the estimator has no R yet): the rest
     # that follows, with no charge moved, says by how much; the next full resync subtracts it
     w = World([20000], [50000], [9600])
-    w.run(800, 200)  # full: charging at the tail, held 2 min
+    w.run(3000, 30)
+    w.run(800, 200)  # full: tapered to the tail, held 2 min
     first = w.est.soc[0]
     over = first - w.soc_true(0)
     assert over > 150  # 40 mV over the table's 13 mV per % at the top
@@ -277,7 +295,8 @@ def test_full_charge_bias_learned_from_the_rest_after_it() -> None:
     assert w.est.full_n == 1 and abs(w.est.full_bias - over) <= 60
     assert abs(w.est.soc[0] - w.soc_true(0)) <= 60
     w.run(-4000, 600)
-    w.run(800, 3000)  # back to full: the reading is corrected now
+    w.run(3000, 600)
+    w.run(800, 2400)  # back to full: the reading is corrected now
     assert abs(w.est.soc[0] - w.soc_true(0)) <= 80
     d = w.est.snapshot()
     e2 = soc.Estimator({"chemistry": "nmc", "capacity_ah": 20}, 1)
