@@ -89,6 +89,7 @@ class Estimator:
         self.resyncs = array("i", bytes(4 * m))
         self.full_bias = 0  # 0.01 %: how much the voltage at full (less I*R) reads above the SOC (learned)
         self.full_n = 0
+        self.full_dev = 0  # 0.01 %: how much the full readings' bias scatters (mean |change|): their error once learned
         self.full_med = 0
         self.full_q = 0
         self.full_pending = False
@@ -331,9 +332,16 @@ class Estimator:
                 s -= self.full_bias  # what the rests after full charges showed the tail's voltage to overstate
                 if s < 0:
                     s = 0
+            a = self.anchor_soc[i]
+            # capacity: charge counted between two rest points far enough apart (first: the blend below turns
+            # the reading into charge with it)
+            if a >= 0:
+                ds = s - a
+                if ds >= self.min_dsoc or -ds >= self.min_dsoc:
+                    if health.add_capacity(i, (self.qnet - self.anchor_q[i]) * 10000 // ds):
+                        self.events += 1
             cap = health.capacity_cq(i)
             target = s * (cap // 10000)
-            a = self.anchor_soc[i]
             if a >= 0 and -1500 <= s - a <= 1500 and sv <= 200:
                 # the same part of the curve as the last rest point: whatever table error there was is there
                 # again, so the charge counted in between less the OCV's change is the sensor's error
@@ -343,7 +351,12 @@ class Estimator:
                 # blend: the count and the voltage each with its uncertainty (0.01 % units); the tables agree
                 # at the top (the charge voltage is 100 %), less mid-curve
                 sc = count_unc_bp
-                tab = self.ocv_sigma // 2 if s >= 9000 else self.ocv_sigma
+                if kind == _KIND_FULL and self.full_n >= 2:
+                    # the full reading less its learned bias: what is left is the bias' scatter, not the table's
+                    # generic error (the bias holds the table's error at this charger's full point)
+                    tab = self.full_dev
+                else:
+                    tab = self.ocv_sigma // 2 if s >= 9000 else self.ocv_sigma
                 so2 = tab * tab + sv * sv
                 sc2 = sc * sc
                 k = sc2 * 1000 // (sc2 + so2) if sc2 + so2 else 1000
@@ -351,14 +364,6 @@ class Estimator:
                 post = so2 * k // 1000
             else:
                 post = 0
-            # capacity: charge counted between two rest points far enough apart
-            if a >= 0:
-                ds = s - a
-                if ds >= self.min_dsoc or -ds >= self.min_dsoc:
-                    if health.add_capacity(i, (self.qnet - self.anchor_q[i]) * 10000 // ds):
-                        self.events += 1
-                        cap = health.capacity_cq(i)
-                        target = s * (cap // 10000)
             self.anchor_soc[i] = s
             self.anchor_q[i] = self.qnet
             self.q[i] = target
@@ -390,7 +395,10 @@ class Estimator:
             self.full_pending = False
             if reanchor:
                 b = self.full_med - (med_soc - dq_full * 10000 // self.nominal_cq)
-                b = self.full_bias + (b - self.full_bias) // 2 if self.full_n else b
+                if self.full_n:
+                    d = b - self.full_bias
+                    self.full_dev += ((d if d > 0 else -d) - self.full_dev) // (self.full_n if self.full_n < 4 else 4)
+                    b = self.full_bias + d // 2
                 self.full_bias = 0 if b < 0 else (1500 if b > 1500 else b)
                 self.full_n += 1
                 self.events += 1
@@ -430,6 +438,7 @@ class Estimator:
         d["offset_n"] = self.offset_n
         d["full_bias"] = self.full_bias
         d["full_n"] = self.full_n
+        d["full_dev"] = self.full_dev
         d["q"] = [self.q[i] for i in range(n)]
         d["known"] = [self.known[i] for i in range(n)]
         d["wall"] = self._wall() if self._wall is not None else None
@@ -447,6 +456,8 @@ class Estimator:
         if isinstance(fb, int) and 0 <= fb <= 1500:
             self.full_bias = fb
             self.full_n = d.get("full_n", 0)
+            fd = d.get("full_dev", 0)
+            self.full_dev = fd if isinstance(fd, int) and 0 <= fd <= 1500 else 0
         # SOC only if we know how long the hub was off, and it was short: else unknown until a resync
         saved = d.get("wall")
         now = self._wall() if self._wall is not None else None
