@@ -223,14 +223,15 @@ class Estimator:
         else:
             self.rest_for = 0
             self.rest_done = False
-        # full is a taper: the current came down from well above the tail (2x) to the tail while the voltage
-        # stayed at the top (a CV charger holds it there). A small current that only brings the voltage back to
-        # the top after it fell below (a cloud, dusk, a load switched on and off) reads a pack that is not full.
+        # full: the current came down to the tail while the voltage stayed at the top (a CV charger holds it
+        # there), and the voltage less the tail's I*R (what the resync reads) is at the top too. A small current
+        # that only brings the voltage back to the top after it fell below (a cloud, dusk, a load switched on and
+        # off), or holds it there only by its own I*R, reads a pack that is not full.
         if not bank.fresh or bank.avg_mv < self.full_mv:
             self.top = False
-        elif i_ma > 2 * self.tail_ma:
+        elif i_ma > self.tail_ma:
             self.top = True
-        if self.top and 0 < i_ma <= self.tail_ma:
+        if self.top and 0 < i_ma <= self.tail_ma and bank.avg_mv - self._ir_mv(n, i_ma) >= self.full_mv:
             self.full_for += dt
             if self.full_for >= self.full_hold_ms and not self.full_done:
                 self.full_done = True
@@ -243,6 +244,15 @@ class Estimator:
         self._outputs(n)
         if self.scans % _EVAL_EVERY == 0:
             health.evaluate(n)
+
+    def _ir_mv(self, n, i_ma):
+        """The packs' mean I*R drop at i_ma (mA; |i_ma| up to 50 A), mV; 0 while no resistance is learned.
+        Small ints only: resistance in 0.1 mOhm."""
+        r = self.health.r
+        t = 0
+        for i in range(n):
+            t += r[i]
+        return i_ma * (t // (n or 1) // 100) // 10000
 
     def _unknown_outputs(self):
         for i in range(self.n):

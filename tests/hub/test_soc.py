@@ -66,8 +66,13 @@ def test_a_small_current_that_only_reaches_the_top_voltage_is_not_full() -> None
     w.run(900, 600)  # back at the tail current, above full_mv again
     assert w.bank.avg_mv >= w.est.full_mv and w.est.full_syncs == 0 and w.est.soc[0] == -1
     w.run(4000, 30)
-    w.run(900, 200)  # a taper: resyncs
+    w.run(900, 200)  # down to the tail at the top voltage: resyncs while no resistance is known ...
     assert w.est.full_syncs == 1 and w.est.soc[0] != -1
+    w2 = World([20000], [20000], [9100])
+    w2.est.health.r[0] = 20000
+    w2.run(4000, 30)
+    w2.run(900, 600)  # ... but with it known, 4.10 V less the tail's I*R is under full_mv: the pack is not full
+    assert w2.bank.avg_mv >= w2.est.full_mv and w2.est.full_syncs == 0
 
 
 def test_counting_moves_soc_by_charge_over_capacity() -> None:
