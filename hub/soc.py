@@ -93,6 +93,7 @@ class Estimator:
         self.resyncs = array("i", bytes(4 * m))
         self.full_bias = 0  # 0.01 %: how much the voltage at full (less I*R) reads above the SOC (learned)
         self.full_n = 0
+        self.full_dev = 0  # 0.01 %: how much the full readings' bias scatters (mean |change|): their error once learned
         self.full_med = 0
         self.full_q = 0
         self.full_pending = False
@@ -120,6 +121,7 @@ class Estimator:
         self.rest_done = False
         self.full_for = 0
         self.full_done = False
+        self.top = False  # charged well above the tail at the full voltage, and the voltage held since (a taper)
         self.last_ok = -1  # ticks_ms of the last good shunt read
         self.count_unc = 0  # cq: 1-sigma drift of the count since the last resync (common to all packs)
         self.unc_ma = cap_mah // 500 or 1
@@ -251,7 +253,15 @@ class Estimator:
         else:
             self.rest_for = 0
             self.rest_done = False
-        if 0 < i_ma <= self.tail_ma and bank.fresh and bank.avg_mv >= self.full_mv:
+        # full: the current came down to the tail while the voltage stayed at the top (a CV charger holds it
+        # there), and the voltage less the tail's I*R (what the resync reads) is at the top too. A small current
+        # that only brings the voltage back to the top after it fell below (a cloud, dusk, a load switched on and
+        # off), or holds it there only by its own I*R, reads a pack that is not full.
+        if not bank.fresh or bank.avg_mv < self.full_mv:
+            self.top = False
+        elif i_ma > self.tail_ma:
+            self.top = True
+        if self.top and 0 < i_ma <= self.tail_ma and bank.avg_mv - self._ir_mv(n, i_ma) >= self.full_mv:
             self.full_for += dt
             if self.full_for >= self.full_hold_ms and not self.full_done:
                 self.full_done = True
@@ -264,6 +274,15 @@ class Estimator:
         self._outputs(n)
         if self.scans % _EVAL_EVERY == 0:
             health.evaluate(n)
+
+    def _ir_mv(self, n, i_ma):
+        """The packs' mean I*R drop at i_ma (mA; |i_ma| up to 50 A), mV; 0 while no resistance is learned.
+        Small ints only: resistance in 0.1 mOhm."""
+        r = self.health.r
+        t = 0
+        for i in range(n):
+            t += r[i]
+        return i_ma * (t // (n or 1) // 100) // 10000
 
     def _unknown_outputs(self):
         for i in range(self.n):
@@ -353,9 +372,16 @@ class Estimator:
                 s -= self.full_bias  # what the rests after full charges showed the tail's voltage to overstate
                 if s < 0:
                     s = 0
+            a = self.anchor_soc[i]
+            # capacity: charge counted between two rest points far enough apart (first: the blend below turns
+            # the reading into charge with it)
+            if a >= 0:
+                ds = s - a
+                if ds >= self.min_dsoc or -ds >= self.min_dsoc:
+                    if health.add_capacity(i, (self.qnet - self.anchor_q[i]) * 10000 // ds):
+                        self.events += 1
             cap = health.capacity_cq(i)
             target = s * (cap // 10000)
-            a = self.anchor_soc[i]
             if a >= 0 and -1500 <= s - a <= 1500 and sv <= 200:
                 # the same part of the curve as the last rest point: whatever table error there was is there
                 # again, so the charge counted in between less the OCV's change is the sensor's error
@@ -365,7 +391,12 @@ class Estimator:
                 # blend: the count and the voltage each with its uncertainty (0.01 % units); the tables agree
                 # at the top (the charge voltage is 100 %), less mid-curve
                 sc = count_unc_bp
-                tab = self.ocv_sigma // 2 if s >= 9000 else self.ocv_sigma
+                if kind == _KIND_FULL and self.full_n >= 2:
+                    # the full reading less its learned bias: what is left is the bias' scatter, not the table's
+                    # generic error (the bias holds the table's error at this charger's full point)
+                    tab = self.full_dev
+                else:
+                    tab = self.ocv_sigma // 2 if s >= 9000 else self.ocv_sigma
                 so2 = tab * tab + sv * sv
                 sc2 = sc * sc
                 k = sc2 * 1000 // (sc2 + so2) if sc2 + so2 else 1000
@@ -373,14 +404,6 @@ class Estimator:
                 post = so2 * k // 1000
             else:
                 post = 0
-            # capacity: charge counted between two rest points far enough apart
-            if a >= 0:
-                ds = s - a
-                if ds >= self.min_dsoc or -ds >= self.min_dsoc:
-                    if health.add_capacity(i, (self.qnet - self.anchor_q[i]) * 10000 // ds):
-                        self.events += 1
-                        cap = health.capacity_cq(i)
-                        target = s * (cap // 10000)
             self.anchor_soc[i] = s
             self.anchor_q[i] = self.qnet
             self.q[i] = target
@@ -412,7 +435,10 @@ class Estimator:
             self.full_pending = False
             if reanchor:
                 b = self.full_med - (med_soc - dq_full * 10000 // self.nominal_cq)
-                b = self.full_bias + (b - self.full_bias) // 2 if self.full_n else b
+                if self.full_n:
+                    d = b - self.full_bias
+                    self.full_dev += ((d if d > 0 else -d) - self.full_dev) // (self.full_n if self.full_n < 4 else 4)
+                    b = self.full_bias + d // 2
                 self.full_bias = 0 if b < 0 else (1500 if b > 1500 else b)
                 self.full_n += 1
                 self.events += 1
@@ -430,6 +456,7 @@ class Estimator:
                 self.offset_ua = lim if off > lim else (-lim if off < -lim else off)
                 self.offset_n += 1
                 self.events += 1
+                self.unc_ma = self.nominal_mah // 2000 or 1  # the count drifts less now (the comment above)
         self.last_sync_s = self.count_s
         self.last_sync_q = self.qnet
         self.last_sync_soc = med_soc
@@ -451,6 +478,7 @@ class Estimator:
         d["offset_n"] = self.offset_n
         d["full_bias"] = self.full_bias
         d["full_n"] = self.full_n
+        d["full_dev"] = self.full_dev
         d["q"] = [self.q[i] for i in range(n)]
         d["known"] = [self.known[i] for i in range(n)]
         d["wall"] = self._wall() if self._wall is not None else None
@@ -468,6 +496,8 @@ class Estimator:
         if isinstance(fb, int) and 0 <= fb <= 1500:
             self.full_bias = fb
             self.full_n = d.get("full_n", 0)
+            fd = d.get("full_dev", 0)
+            self.full_dev = fd if isinstance(fd, int) and 0 <= fd <= 1500 else 0
         # SOC only if we know how long the hub was off, and it was short: else unknown until a resync
         saved = d.get("wall")
         now = self._wall() if self._wall is not None else None
