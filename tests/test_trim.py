@@ -120,25 +120,25 @@ def test_tracking_moves_one_lsb_per_good_frame_and_never_on_a_bad_one() -> None:
 
 
 def test_the_dither_follows_the_upstream_clock_below_one_osccal_step() -> None:
-    """Within 1.5 LSB (and locked), the tick's dither (1/96 count a tick; an error of e counts over the
-    SOF's 48 ticks is 2e) goes half way to each SOF's error before the SOF is forwarded, truncated towards
-    zero (all the way if the two differ by more than JUMP), and stays only if the frame's CRC is good."""
+    """Locked, the tick's dither (1/96 count a tick; an error of e counts over the SOF's 48 ticks is 2e)
+    goes half way to each SOF's error before the SOF is forwarded, truncated towards zero, and stays only
+    if the frame's CRC is good."""
     t = Trim(0x48, 0x48)
-    lock(t)  # three SOFs 2 counts long: 0 -> 2 -> 3 -> 3 (half way to 4, truncated)
-    assert t.dither == 3
+    lock(t)
+    assert t.dither == 4  # locked on NOM + 2: the whole residual at once
     seen = []
     for _ in range(6):
         t.sof(NOM + 5)
         seen.append(t.dither)
         t.frame_end(True)
-    assert seen == [6, 8, 9, 9, 9, 9]  # (3 + 10) / 2, (6 + 10) / 2, ...: truncated, one short of 10
+    assert seen == [7, 8, 9, 9, 9, 9]  # (4 + 10) / 2, (7 + 10) / 2, ...: truncated, one short of 10
     t.sof(NOM - 5)
-    assert t.dither == -10  # 19 units from the dither, more than noise (JUMP): all the way at once
+    assert t.dither == (9 - 10) // 2 + 1 == 0  # -0.5 truncated towards zero
     t.frame_end(True)
-    t.sof(NOM - 1)
-    assert t.dither == -6  # (-10 - 2) / 2
+    t.sof(NOM - 5)
+    assert t.dither == -5
     t.frame_end(False)
-    assert t.dither == -10  # a bad frame puts it back
+    assert t.dither == 0  # a bad frame puts it back
     assert t.osccal == 0x48 and t.steps == 0  # all of it below one OSCCAL step
 
 

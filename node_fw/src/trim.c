@@ -71,23 +71,17 @@ uint8_t trim_sof(trim_t *t, uint16_t span)
     t->err01 = (int8_t)(err < 0 ? -(int16_t)m01 : (int16_t)m01);
     t->state |= TRIM_MEASURED;
     t->clean++;
-    if ((t->state & TRIM_LOCKED) || mag * 2 <= TRIM_LSB_COUNTS * 3) {
-        /* tracking, and acquisition once within 1.5 LSB: the dither moves now, before the SOF is
-         * forwarded, so that the nodes downstream measure the new rate in this same frame; only for
-         * this frame until its CRC checks out.
+    if (t->state & TRIM_LOCKED) {
+        /* tracking: the dither moves now, before the SOF is forwarded, so that the nodes downstream
+         * measure the new rate in this same frame; only for this frame until its CRC checks out.
          * Half way from the last good frame's to this SOF's error (the filter: a SOF's +-1 count of
          * noise moves the tick by ~0.05 %), truncated towards zero (a floor would bias every hop the
-         * same way, and the bias would add up along the ring); all the way if they differ by more
-         * than noise does (TRIM_JUMP): the nodes upstream moved, and a node that followed them only
-         * half way would pass the rest on, frame after frame, down the ring. */
-        int16_t x = (int16_t)(2 * err), f = t->filt;
-        int16_t dx = (int16_t)(x - f);
-        t->dither = clamp8((dx > TRIM_JUMP || dx < -TRIM_JUMP) ? x : (f + x) / 2);
+         * same way, and the bias would add up along the ring). */
+        t->dither = clamp8((t->filt + 2 * err) / 2);
         return 0;
     }
     /* acquisition: the clock must change by -err / (nominal + err) of itself; one LSB at c is
-     * 1 / (c + K) of it. The dither starts again from 0 (it covered the old residual, not this one). */
-    t->dither = t->filt = 0;
+     * 1 / (c + K) of it */
     uint8_t old = t->osccal;
     uint8_t k = (old & 0x80) ? TRIM_K_HIGH : TRIM_K_LOW;
     move(t, round_div(err, (uint32_t)mag * (uint8_t)((old & 0x7F) + k), (uint16_t)(TRIM_NOMINAL + err)));
@@ -105,11 +99,12 @@ uint8_t trim_frame_end(trim_t *t, uint8_t good)
         if (err == TRIM_NONE) {
             return 0;
         }
-        int8_t d = t->dither; /* this frame's, from its SOF (0 if the SOF moved OSCCAL instead) */
+        int8_t d = t->dither; /* locked: this frame's, from its SOF */
         if (!(t->state & TRIM_LOCKED)) {
             if ((err < 0 ? -err : err) * 2 <= lsb * 3) {
                 if (++t->near_run >= TRIM_LOCK_AFTER) {
                     t->state |= TRIM_LOCKED;
+                    d = (int8_t)(2 * err); /* the whole residual at once (at most 3 LSB: no clamp) */
                 }
             } else {
                 t->near_run = 0;

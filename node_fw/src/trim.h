@@ -30,7 +30,6 @@
 #define TRIM_DITHER_ONE 96
 #define TRIM_DITHER_MAX 95 /* |dither| < one count a tick: 1.8 % at 16.5 MHz, 3.7 % at 8 MHz */
 #define TRIM_DITHER_LSB (2 * TRIM_LSB_COUNTS) /* one OSCCAL step in dither units: 18 at 8 MHz */
-#define TRIM_JUMP 8 /* a SOF this far (4 counts, 0.3 %) from the dither is taken at once, not filtered */
 
 typedef struct {
     uint8_t osccal;   /* the value the node should run at */

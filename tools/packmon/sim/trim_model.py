@@ -41,7 +41,6 @@ LOSE_AFTER = 8
 LOCK_AFTER = 2
 PLAUSIBLE = 4  # a measurement more than 1/4 off is not a SOF from a node of this ring
 DITHER_ONE = 96  # dither units per Timer0 count: an error of e counts over the SOF's 48 ticks is 2e units
-JUMP = 8  # a SOF this far (4 counts, 0.3 %) from the dither is taken at once, not filtered
 DITHER_MAX = 95  # |dither| < one count a tick
 
 STATE_LOCKED = 0x01
@@ -109,17 +108,13 @@ class Trim:
         self.err01 = -m01 if err < 0 else m01
         self.measured = True
         self.clean = (self.clean + 1) & 0xFF
-        if self.locked or abs(err) * 2 <= self.lsb * 3:
-            # tracking, and acquisition once within 1.5 LSB: the dither moves now, before the SOF is
-            # forwarded (the nodes downstream measure the new rate in this same frame), for this frame
-            # only until its CRC checks out: half way from the last good frame's to this SOF's error,
-            # truncated towards zero (a floor would bias every hop the same way), or all the way if they
-            # differ by more than noise does (the nodes upstream moved)
-            x = 2 * err
-            self.dither = _clamp(x if abs(x - self.filt) > JUMP else _div0(self.filt + x, 2))
+        if self.locked:
+            # tracking: the dither moves now, before the SOF is forwarded (the nodes downstream measure
+            # the new rate in this same frame); only for this frame until its CRC checks out
+            # half way from the last good frame's to this SOF's error, truncated towards zero (a floor
+            # would bias every hop the same way)
+            self.dither = _clamp(_div0(self.filt + 2 * err, 2))
         else:
-            # acquisition; the dither starts again from 0 (it covered the old residual, not this one)
-            self.dither = self.filt = 0
             k = K_HIGH if self.osccal & 0x80 else K_LOW
             self._move(_round_div(err * ((self.osccal & 0x7F) + k), self.nominal + err))
 
@@ -130,17 +125,18 @@ class Trim:
             self.off_run = 0
             if err is None:
                 return
-            d = self.dither  # this frame's, from its SOF (0 if the SOF moved OSCCAL instead)
             if not self.locked:
                 if abs(err) * 2 <= self.lsb * 3:
                     self.near_run += 1
                     if self.near_run >= LOCK_AFTER:
                         self.locked = True
+                        self.filt = 2 * err  # the whole residual at once (at most 3 LSB)
                 else:
                     self.near_run = 0
             else:
-                # OSCCAL moves one LSB when the dither would need more than one LSB's worth, and the
-                # dither gives that much back (hysteresis)
+                # the SOF's dither stays; OSCCAL moves one LSB when the dither would need more than one
+                # LSB's worth, and the dither gives that much back (hysteresis)
+                d = self.dither
                 dlsb = 2 * self.lsb
                 if d > dlsb:
                     self._move(1)
@@ -150,7 +146,8 @@ class Trim:
                     d += dlsb
                 else:
                     self.limit = False
-            self.dither = self.filt = d
+                self.filt = d
+            self.dither = self.filt
             return
         self.near_run = 0
         self.dither = self.filt  # a bad frame's SOF never moves the trim beyond its own frame
