@@ -212,9 +212,9 @@ static void sof_poll(void)
             }
             n++;
             if (n == 7) {
-                /* a SOF's last edge (R8): the middle of its stop bit is 1.5 bits further (1.5 own
-                 * bits: 1.2 to 1.9 upstream bits for upstream clocks 25 % slow to 25 % fast) */
-                stop_at = (uint16_t)(t + BIT_COUNTS * 3 / 2);
+                /* a SOF's last edge (R8): its stop bit is 1.5 bits further, at the measured rate */
+                uint16_t t7 = t - e[0]; /* 7 bit times: 1.5 bits is 3/14 of it, ~ 1/4 - 1/32 */
+                stop_at = (uint16_t)(t + (t7 >> 2) - (t7 >> 5));
             } else if (n == 8) {
                 stop_at = (uint16_t)(START_COUNTS + BIT_COUNTS * 19 / 2);
             }
