@@ -546,6 +546,10 @@ def test_forwarding_never_waits_for_a_measurement() -> None:
             ex = eng.exchange(frame)
             assert codec.decode(ex.rx)["nodes"] == 1
             lags.append((ex.seconds - len(frame) * BYTE_S) / BYTE_S)
+        # from the third scan on: the node's trim locks after two good frames and its tick's dither then
+        # matches the hub's rate (0.16 % slower than the 8 MHz image's nominal tick), a one-time step
+        # of ~0.05 byte times in this lag, not a scatter
+        lags = lags[2:]
         assert max(lags) - min(lags) < 0.05, sorted(lags)[-5:]
 
 

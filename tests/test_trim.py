@@ -45,7 +45,7 @@ def run_py(events: list[tuple[str, int, int]]) -> list[tuple[int, ...]]:
             t.sof(a)
         else:
             t.frame_end(bool(a))
-        out.append((t.osccal, t.state(), t.err01, t.steps, int(t.osccal != before and op != "I")))
+        out.append((t.osccal, t.state(), t.err01, t.steps, int(t.osccal != before and op != "I"), t.dither))
     return out
 
 
@@ -98,17 +98,67 @@ def test_acquisition_corrects_a_large_error_at_once_and_locks_after_two_good_fra
 def test_tracking_moves_one_lsb_per_good_frame_and_never_on_a_bad_one() -> None:
     t = Trim(0x48, 0x48)
     lock(t)
-    c = t.osccal
-    for _ in range(5):  # a burst of bad frames whose SOFs measured far off: nothing moves
+    c, d = t.osccal, t.dither
+    for _ in range(5):  # a burst of bad frames whose SOFs measured far off: nothing moves for good
         t.sof(NOM + 90)
+        assert t.dither != d  # (the dither follows the SOF for the rest of its own frame)
         t.frame_end(False)
-    assert t.osccal == c
+        assert (t.osccal, t.dither) == (c, d)
     t.sof(NOM + 90)  # one good frame that measured 7 % off: one LSB only
     t.frame_end(True)
     assert t.osccal == c - 1
-    t.sof(NOM + 5)  # inside the dead band (2/3 LSB): stays
+    # the dither keeps what one LSB did not cover and gives it up over the next good frames, each moving
+    # OSCCAL by one LSB at most, until the dither alone covers the error
+    cals = []
+    for _ in range(8):
+        t.sof(NOM + 5)
+        t.frame_end(True)
+        cals.append(t.osccal)
+    steps = [a - b for a, b in zip([c - 1, *cals], cals, strict=False)]
+    assert all(0 <= x <= 1 for x in steps) and steps[-3:] == [0, 0, 0]
+    assert abs(t.dither) <= 2 * t.lsb
+
+
+def test_the_dither_follows_the_upstream_clock_below_one_osccal_step() -> None:
+    """Locked, the tick's dither (1/96 count a tick; an error of e counts over the SOF's 48 ticks is 2e)
+    goes half way to each SOF's error before the SOF is forwarded, truncated towards zero, and stays only
+    if the frame's CRC is good."""
+    t = Trim(0x48, 0x48)
+    lock(t)
+    assert t.dither == 4  # locked on NOM + 2: the whole residual at once
+    seen = []
+    for _ in range(6):
+        t.sof(NOM + 5)
+        seen.append(t.dither)
+        t.frame_end(True)
+    assert seen == [7, 8, 9, 9, 9, 9]  # (4 + 10) / 2, (7 + 10) / 2, ...: truncated, one short of 10
+    t.sof(NOM - 5)
+    assert t.dither == (9 - 10) // 2 + 1 == 0  # -0.5 truncated towards zero
     t.frame_end(True)
-    assert t.osccal == c - 1
+    t.sof(NOM - 5)
+    assert t.dither == -5
+    t.frame_end(False)
+    assert t.dither == 0  # a bad frame puts it back
+    assert t.osccal == 0x48 and t.steps == 0  # all of it below one OSCCAL step
+
+
+def test_osccal_moves_with_hysteresis_when_the_dither_runs_out() -> None:
+    """A clock drifting against its upstream neighbour: the dither takes the error up to one OSCCAL step's
+    worth (2 LSB_COUNTS units); then OSCCAL moves one LSB and the dither gives a step back."""
+    t = Trim(0x48, 0x48)
+    lock(t)
+    lsb = t.lsb
+    moves = []
+    for k in range(200):
+        err = k // 10  # the node's clock runs fast by a count more every 10 frames
+        c = t.osccal
+        t.sof(NOM + err - lsb * (0x48 - t.osccal))  # each LSB down takes lsb counts off
+        t.frame_end(True)
+        assert abs(t.dither) <= 2 * lsb + 2
+        if t.osccal != c:
+            moves.append(k)
+    assert t.osccal < 0x48 and len(moves) == 0x48 - t.osccal
+    assert all(b - a > 40 for a, b in zip(moves, moves[1:], strict=False))  # no chatter
 
 
 def test_line_noise_never_runs_the_trim_away() -> None:

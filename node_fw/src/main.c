@@ -226,6 +226,9 @@ int main(void)
                 node.flags &= (uint8_t)~FLAG_CLOCK_FAULT;
             }
         }
+        /* the tick's dither, as the SOF just measured (before the SOF is forwarded: that waits for
+         * byte 2) or the frame's end left it */
+        softuart_dither = node.trim.dither;
 #else
         node.frame_end = 0;
 #endif

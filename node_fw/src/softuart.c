@@ -23,6 +23,7 @@
 
 #include "board.h"
 #include "softuart.h"
+#include "trim.h"
 
 static volatile uint8_t tx_fifo[TX_FIFO_SIZE];
 static volatile uint8_t tx_head, tx_tail; /* head: next to send; tail: next free */
@@ -33,6 +34,10 @@ static volatile uint8_t rx_head, rx_tail;
 static uint8_t rx_shift, rx_bit, rx_phase, rx_active, rx_lost;
 
 static volatile uint16_t clock_units;
+#ifndef NO_TRIM
+volatile int8_t softuart_dither;
+static int8_t dither_acc;
+#endif
 static volatile uint8_t idle; /* Timer0 is in IDLE mode and the pin-change interrupt is armed */
 
 /* TICK mode, the first tick TICK_COUNTS - tcnt counts from now (TCNT0 counts on from tcnt).
@@ -99,21 +104,16 @@ uint16_t softuart_clock(void)
 uint8_t softuart_put(uint8_t b)
 {
     uint8_t next = (uint8_t)((tx_tail + 1) % TX_FIFO_SIZE);
-    if (next == tx_head) {
-        return 0; /* full */
+    /* Full, or the tick stopped. The latter is not reached: the protocol sends only while it handles
+     * a received byte, which the main loop has taken from the RX queue, and the main loop stops the
+     * tick (softuart_idle) only with that queue and the FIFO empty, outside a frame. Refused rather
+     * than left in the FIFO with nothing to send it (the protocol counts it as an overflow); waking
+     * the tick from here cost 100 bytes of flash for a case that does not happen. */
+    if (next == tx_head || idle) {
+        return 0;
     }
     tx_fifo[tx_tail] = b;
     tx_tail = next; /* a single-byte store: the interrupt sees the byte only once it is written */
-    if (idle) {
-        /* Not reached by the protocol (it answers received bytes, so the tick runs), but a byte
-         * must never sit in the FIFO with the tick stopped. */
-        uint8_t s = SREG;
-        cli();
-        if (idle) {
-            leave_idle(0);
-        }
-        SREG = s;
-    }
     return 1;
 }
 
@@ -144,6 +144,9 @@ uint8_t softuart_idle(void)
      * high, nothing to send), only its time is counted. */
     uint8_t c = TCNT0;
     uint8_t due = TIFR & (1 << OCF0A);
+#ifndef NO_TRIM
+    OCR0A = TICK_OCR; /* undithered: sof_poll() counts TICK_COUNTS a wrap */
+#endif
     TCCR0A = 0;       /* normal mode: TOV0 every 256 counts */
     TCCR0B = IDLE_CS;
     GTCCR = (1 << PSR0);
@@ -223,14 +226,16 @@ static void sof_poll(void)
             break; /* high again before the middle of the start bit: a glitch */
         }
     }
-    /* The ticks that passed are counted here, not by the interrupt (whose flag is pending): restart
-     * the tick where it is (tick_start clears the flag; re-arming also keeps simavr 1.6's compare
-     * model in step, which otherwise skips the next few matches after a long poll of TCNT0). */
+    /* The ticks that passed are counted here, not by the interrupt (whose flag is pending): clear the
+     * flag and let the tick run on from where it is (writing TCNT0 back also keeps simavr 1.6's
+     * compare model in step, which otherwise skips the next few matches after a long poll of TCNT0;
+     * the timer itself is already in TICK mode, leave_idle() set it). */
     uint8_t c = TCNT0;
     if (c < prev) {
         base += TICK_COUNTS; /* wrapped after the last read */
     }
-    tick_start(c);
+    TCNT0 = c;
+    TIFR = (1 << OCF0A) | (1 << TOV0);
     clock_units += base;
     rx_active = 0;
     if (n && e[0] < (uint16_t)(START_COUNTS + BIT_COUNTS / 2)) {
@@ -275,6 +280,26 @@ ISR(TIM0_COMPA_vect)
 {
     /* RX first: its sample time matters most */
     uint8_t level = PINB & (1 << RX_PIN);
+#ifndef NO_TRIM
+    /* The length of the tick now running (TCNT0 is a few counts past the match; CTC's OCR0A is not
+     * buffered, so this sets where this very tick ends): the dither, so that on average the tick is
+     * the upstream neighbour's to ~0.05 % (docs/node_fw.md "Clock trim"). */
+    {
+        /* a Bresenham accumulator in [0, TRIM_DITHER_ONE): one count more each time it overflows,
+         * one less each time it underflows */
+        int8_t a = (int8_t)(dither_acc + softuart_dither);
+        uint8_t o = TICK_OCR;
+        if (a >= TRIM_DITHER_ONE) {
+            a -= TRIM_DITHER_ONE;
+            o++;
+        } else if (a < 0) {
+            a += TRIM_DITHER_ONE;
+            o--;
+        }
+        dither_acc = a;
+        OCR0A = o;
+    }
+#endif
     /* Then the TX edge, decided one tick ahead, at a fixed timer count after the tick (TX_EDGE_COUNTS):
      * the interrupt's entry is late by however long the main loop had interrupts off (its sleep check,
      * up to ~30 cycles), and downstream nodes trim their clocks to these edges. A SOF whose last

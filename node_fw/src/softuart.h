@@ -22,6 +22,11 @@ uint8_t softuart_idle(void);
  * `span` Timer0 counts over 12 of its bit times. Called from the pin-change interrupt before the byte
  * is forwarded, with one byte time (0.5 bit) to spare before the next start bit. */
 void softuart_sof(uint16_t span);
+/* The tick's dither (the clock trim below one OSCCAL step, docs/node_fw.md "Clock trim"): a signed
+ * fraction of a Timer0 count, in 1/TRIM_DITHER_ONE (trim.h), that every tick adds to its length on
+ * average (|d| < TRIM_DITHER_ONE). Set by the main
+ * loop (one byte: atomic); 0: every tick TICK_COUNTS. */
+extern volatile int8_t softuart_dither;
 #define PROTO_SOF_BYTE 0xA5
 
 #endif

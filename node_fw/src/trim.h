@@ -7,7 +7,7 @@
 #include "board.h"
 
 /* trim_t.state bits, as in the CLOCK record (docs/protocol.md section 3.4) */
-#define TRIM_LOCKED 0x01   /* tracking: only frames with a good CRC move the trim, one LSB at a time */
+#define TRIM_LOCKED 0x01   /* tracking: only frames with a good CRC move the trim (dither; OSCCAL one LSB) */
 #define TRIM_LIMIT 0x02    /* OSCCAL is at the end of its range and the clock is still off */
 #define TRIM_EEPROM 0x04   /* started from the value stored in EEPROM */
 #define TRIM_MEASURED 0x08 /* a clean SOF measurement has been made since the start */
@@ -24,7 +24,12 @@
 /* Timer0 counts over 12 bit times at the node's own nominal rate: 1248 at 8 MHz (board.h) */
 #define TRIM_NOMINAL ((int16_t)(TRIM_SPAN_BITS * TICKS_PER_BIT * TICK_COUNTS))
 #define TRIM_LSB_COUNTS ((int16_t)(((uint32_t)TRIM_NOMINAL * TRIM_LSB_PPM + 500000UL) / 1000000UL))
-#define TRIM_BAND ((int16_t)((TRIM_LSB_COUNTS * 2 + 2) / 3)) /* tracking dead band: 2/3 LSB */
+/* Tracking below one OSCCAL step: the tick's length is dithered (softuart.c) by a signed fraction of a
+ * Timer0 count per tick, in 1/TRIM_DITHER_ONE count. An error of e counts over the SOF's 48 ticks
+ * wants e/48 counts more per tick: 2e units. */
+#define TRIM_DITHER_ONE 96
+#define TRIM_DITHER_MAX 95 /* |dither| < one count a tick: 1.8 % at 16.5 MHz, 3.7 % at 8 MHz */
+#define TRIM_DITHER_LSB (2 * TRIM_LSB_COUNTS) /* one OSCCAL step in dither units: 18 at 8 MHz */
 
 typedef struct {
     uint8_t osccal;   /* the value the node should run at */
@@ -39,6 +44,8 @@ typedef struct {
     int16_t pending;  /* this frame's SOF error in counts, TRIM_NONE if it was not measured clean */
     uint8_t near_run, off_run;
     int8_t off_sign;
+    int8_t dither;    /* the tick's extra length now, 1/256 Timer0 count per tick (locked; else 0) */
+    int8_t filt;      /* the dither as of the last good frame: the measured error, filtered */
 } trim_t;
 
 void trim_init(trim_t *t, uint8_t osccal_now, uint8_t stored);

@@ -1,6 +1,6 @@
 /* Host driver for trim.c: the Python tests feed it events and compare every state with
  * tools/packmon/sim/trim_model.py. stdin: "I osccal stored" | "S span" | "E good"; stdout after each:
- * "osccal state err01 steps moved". */
+ * "osccal state err01 steps moved dither". */
 #include <stdio.h>
 
 #include "trim.h"
@@ -22,7 +22,7 @@ int main(void)
         } else {
             return 1;
         }
-        printf("%d %d %d %d %d\n", t.osccal, t.state, t.err01, t.steps, moved);
+        printf("%d %d %d %d %d %d\n", t.osccal, t.state, t.err01, t.steps, moved, t.dither);
     }
     return 0;
 }

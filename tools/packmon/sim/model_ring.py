@@ -37,7 +37,7 @@ from .node_model import (
     NodeModel,
     NodeState,
 )
-from .trim_model import Trim
+from .trim_model import DITHER_ONE, Trim
 
 # Per hop, after a byte's stop bit has been sampled (9.5 bits into the byte) the node's interrupt
 # queues it and the transmit interrupt starts it on the next bit tick: about half a bit in total.
@@ -257,13 +257,16 @@ class ModelRing:
     def _node_pass(self, node: NodeModel, hop: ClockedHop, vals: list[int], starts: list[float],
                    fes: list[bool]) -> tuple[list[int], list[float], list[bool], float]:
         trim: Trim = node.trim  # type: ignore[attr-defined]
-        own_t = self.bit_period(node)
-        # The SOF that wakes the node is measured (the line was quiet before the exchange).
+        raw_t = self.bit_period(node)
+        # The SOF that wakes the node is measured (the line was quiet before the exchange), in Timer0
+        # counts of the node's own oscillator: the dither does not enter.
         if vals and vals[0] == SOF and not fes[0] and self.trim:
-            clean, span = hop.sof_span(own_t, trim.nominal, self.rng)
+            clean, span = hop.sof_span(raw_t, trim.nominal, self.rng)
             if clean:
                 trim.sof(span)
-                own_t = self.bit_period(node)  # acquisition moved OSCCAL before anything is forwarded
+                raw_t = self.bit_period(node)  # acquisition moved OSCCAL before anything is forwarded
+        # RX sampling and TX bits at the dithered tick: TICK_COUNTS + dither / DITHER_ONE counts on average
+        own_t = raw_t * (1 + trim.dither / (DITHER_ONE * trim.tick_counts)) if self.trim else raw_t
         out_vals: list[int] = []
         out_src: list[int] = []  # index of the received byte whose arrival released each output byte
         good_before = node.s.bad

@@ -15,8 +15,16 @@ rise/fall skew cancels. NOMINAL_SPAN counts mean the upstream clock and the node
   clock (so the correction was at most one LSB). Two, not one: after power-on the nodes upstream may
   still be settling (each follows its own upstream neighbour), and a node locked too early would then
   see its upstream move by more than tracking follows.
-* Tracking (locked): only at the end of a frame with a good CRC, one LSB towards the upstream clock if
-  its SOF measured more than TRACK_BAND off. A frame with a bad CRC never moves the trim.
+* Tracking (locked), only at the end of a frame with a good CRC (a frame with a bad CRC never moves the
+  trim): below one OSCCAL step, by the tick's dither. The SOF's error e (counts over its 48 ticks) wants
+  each tick e / 48 counts longer: 2e in the dither's units of 1/96 count a tick. At each SOF (before the
+  node forwards it, so that the nodes downstream measure the new rate within the same frame) the dither
+  goes half way from the last good frame's value to 2e (the filter: the measurement's +-1 count of noise
+  moves the tick by ~0.05 %); a frame that fails its CRC puts it back at its end. Timer0's compare value
+  is one count longer (shorter) on the ticks where a Bresenham accumulator of the dither overflows
+  (underflows), so the node's RX sampling and TX bits run at its upstream neighbour's rate to ~0.05 %,
+  whatever its OSCCAL step. OSCCAL moves one LSB only when the dither would need more than one LSB's
+  worth, and the dither gives that much back (hysteresis: the next move is a whole LSB of drift away).
 * Lock loss: LOSE_AFTER consecutive bad frames whose SOFs all measured more than 2 LSB off in the same
   direction (a clock that really moved); noise does not agree with itself that way.
 """
@@ -32,6 +40,8 @@ K_LOW, K_HIGH = 69, 106  # the curve's 1/slope in LSBs: a relative step is 1 / (
 LOSE_AFTER = 8
 LOCK_AFTER = 2
 PLAUSIBLE = 4  # a measurement more than 1/4 off is not a SOF from a node of this ring
+DITHER_ONE = 96  # dither units per Timer0 count: an error of e counts over the SOF's 48 ticks is 2e units
+DITHER_MAX = 95  # |dither| < one count a tick
 
 STATE_LOCKED = 0x01
 STATE_LIMIT = 0x02  # OSCCAL is at the end of its range and the clock is still off: out of trim range
@@ -60,6 +70,8 @@ class Trim:
     off_run: int = 0
     off_sign: int = 0
     near_run: int = 0
+    dither: int = 0  # the tick's extra length now, 1/DITHER_ONE Timer0 count per tick (locked; else 0)
+    filt: int = 0  # the dither as of the last good frame: the measured error, filtered
 
     @property
     def nominal(self) -> int:
@@ -92,11 +104,17 @@ class Trim:
             return
         self.pending = err
         self.last_err = err
-        m01 = min(127, (abs(err) * (64000 // self.nominal) + 32) >> 6)
+        m01 = min(127, (abs(err) * (256000 // self.nominal) + 128) >> 8)
         self.err01 = -m01 if err < 0 else m01
         self.measured = True
         self.clean = (self.clean + 1) & 0xFF
-        if not self.locked:
+        if self.locked:
+            # tracking: the dither moves now, before the SOF is forwarded (the nodes downstream measure
+            # the new rate in this same frame); only for this frame until its CRC checks out
+            # half way from the last good frame's to this SOF's error, truncated towards zero (a floor
+            # would bias every hop the same way)
+            self.dither = _clamp(_div0(self.filt + 2 * err, 2))
+        else:
             k = K_HIGH if self.osccal & 0x80 else K_LOW
             self._move(_round_div(err * ((self.osccal & 0x7F) + k), self.nominal + err))
 
@@ -112,16 +130,27 @@ class Trim:
                     self.near_run += 1
                     if self.near_run >= LOCK_AFTER:
                         self.locked = True
+                        self.filt = 2 * err  # the whole residual at once (at most 3 LSB)
                 else:
                     self.near_run = 0
-            elif err > self.band:
-                self._move(1)
-            elif err < -self.band:
-                self._move(-1)
             else:
-                self.limit = False
+                # the SOF's dither stays; OSCCAL moves one LSB when the dither would need more than one
+                # LSB's worth, and the dither gives that much back (hysteresis)
+                d = self.dither
+                dlsb = 2 * self.lsb
+                if d > dlsb:
+                    self._move(1)
+                    d -= dlsb
+                elif d < -dlsb:
+                    self._move(-1)
+                    d += dlsb
+                else:
+                    self.limit = False
+                self.filt = d
+            self.dither = self.filt
             return
         self.near_run = 0
+        self.dither = self.filt  # a bad frame's SOF never moves the trim beyond its own frame
         if err is not None and self.locked and abs(err) > 2 * self.lsb:
             sign = 1 if err > 0 else -1
             self.off_run = self.off_run + 1 if sign == self.off_sign else 1
@@ -129,6 +158,7 @@ class Trim:
             if self.off_run >= LOSE_AFTER:
                 self.locked = False
                 self.off_run = 0
+                self.dither = self.filt = 0
         else:
             self.off_run = 0
 
@@ -142,6 +172,16 @@ class Trim:
     def state(self) -> int:
         return ((STATE_LOCKED if self.locked else 0) | (STATE_LIMIT if self.limit else 0)
                 | (STATE_EEPROM if self.from_eeprom else 0) | (STATE_MEASURED if self.measured else 0))
+
+
+def _div0(a: int, b: int) -> int:
+    """a / b truncated towards zero, as C's division."""
+    q = abs(a) // b
+    return q if a >= 0 else -q
+
+
+def _clamp(d: int) -> int:
+    return max(-DITHER_MAX, min(DITHER_MAX, d))
 
 
 def _round_div(a: int, b: int) -> int:
