@@ -340,15 +340,19 @@ def test_fast_pin_path_changes_nothing_the_firmware_sees() -> None:
                 got.append((ex.rx, ex.seconds, ex.per_hop_bytes))
             st = eng.stats()
             out[mode] = (got, [(s.cycles, s.bytes_out) for s in st])
-    # The same bytes on every wire. Times agree to a cycle: the first byte after a quiet line is received
-    # by polling PINB (the clock trim's SOF measurement) in a loop of ~20 cycles, and a level raised
-    # through simavr's pin IRQ can become visible to that loop one iteration apart from one written
-    # into PINB, which moves where the loop ends by a cycle or so.
+    # The same bytes on every wire. Times agree closely but not to the cycle: the first byte after a
+    # quiet line is received by polling PINB (the clock trim's SOF measurement) in a loop of 9 cycles
+    # an iteration, and a level raised through simavr's pin IRQ can become visible to that loop one
+    # iteration apart from one written into PINB. That moves a SOF's measured span by a Timer0 count
+    # now and then, which the trim follows (0.08 % of one node's clock for a frame or two), and can move
+    # where the poll ends (it checks for the stop bit once per ~100 cycles): the times drift apart by
+    # tens of us (seen: 12 us on frame 2, 38 us on frame 3), well under half a bit, and each node's
+    # cycle count by a few hundred in 8 million (seen: 416).
     for (rx_i, s_i, hops_i), (rx_a, s_a, hops_a) in zip(out["irq"][0], out["auto"][0], strict=True):
         assert (rx_i, hops_i) == (rx_a, hops_a)
-        assert abs(s_i - s_a) < 4 / simavr_ring.F_CPU
+        assert abs(s_i - s_a) < 0.5 / 9600
     for (c_i, b_i), (c_a, b_a) in zip(out["irq"][1], out["auto"][1], strict=True):
-        assert b_i == b_a and abs(c_i - c_a) <= 32
+        assert b_i == b_a and abs(c_i - c_a) <= max(32, c_i // 10000)
 
 
 # ---- low power: the UART tick stops while the ring is quiet (docs/node_fw.md "Sleep") -----------

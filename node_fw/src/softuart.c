@@ -178,6 +178,9 @@ ISR(TIM0_OVF_vect)
 #define BIT_COUNTS ((uint16_t)(TICKS_PER_BIT * TICK_COUNTS))
 #define START_COUNTS ((int16_t)WAKE_TCNT - (int16_t)(WAKE_LATENCY_CYCLES / TIMER_PRESCALE))
 #define MAX_EDGES 8
+/* the pin-wait loop's bound: at ~8 cycles an iteration, half a tick (TICK_COUNTS * 8 cycles): with the
+ * body, TCNT0 is read well within every tick, so no wrap is missed */
+#define SPIN_MAX ((uint8_t)(TICK_COUNTS / 4))
 
 static uint8_t near(uint16_t d, uint8_t bits, uint16_t t7)
 {
@@ -193,11 +196,18 @@ static uint8_t near(uint16_t d, uint8_t bits, uint16_t t7)
 static void sof_poll(void)
 {
     uint16_t e[MAX_EDGES];
-    uint8_t n = 0, level = 0;
+    uint8_t n = 0, level = 0; /* RX's bit as read (0 or 1 << RX_PIN) */
     uint8_t prev = TCNT0;
     uint16_t base = 0, t;
     uint16_t stop_at = (uint16_t)(START_COUNTS + BIT_COUNTS * 19 / 2); /* mid stop bit, nominal */
     for (;;) {
+        /* Wait for the pin to change in a short loop (a few cycles an iteration), bounded so that
+         * TCNT0 is still read well within every tick: an edge is then timed to within a few cycles of
+         * the pin's change rather than to the whole body below (~40 cycles, whose length also differs
+         * after an edge or a wrap). That jitter, 2 counts rms on a SOF's span in simavr and biased by
+         * +0.8 count, was copied by each node's trim to the next and added up along the ring. */
+        for (uint8_t k = SPIN_MAX; k && (uint8_t)(PINB & (1 << RX_PIN)) == level; k--) {
+        }
         uint8_t c = TCNT0;
         uint8_t l = PINB & (1 << RX_PIN);
         if (c < prev) {
@@ -205,8 +215,8 @@ static void sof_poll(void)
         }
         prev = c;
         t = base + c;
-        if ((l != 0) != level) {
-            level ^= 1;
+        if (l != level) {
+            level = l;
             if (n < MAX_EDGES) {
                 e[n] = t;
             }
