@@ -77,6 +77,18 @@ def settings_pack(vref, temp_offset, sensor, flags):
     return bytes((vref & 0xFF, vref >> 8, t & 0xFF, t >> 8, sensor, flags, 0, 0))
 
 
+def _record(frame, o, last):
+    """A SCAN or SNAPSHOT record at offset o: the same layout but for the last byte (scans / snap)."""
+    return {
+        "addr": frame[o],
+        "flags": frame[o + 1],
+        "mv": rec_mv(frame, o),
+        "temp": rec_temp(frame, o),
+        "bad": frame[o + 6],
+        last: frame[o + 7],
+    }
+
+
 def decode(frame):
     """Decode a whole frame into a dict (tools and tests; allocates). Raises FrameError."""
     n = len(frame)
@@ -101,16 +113,7 @@ def decode(frame):
             o = slot(i)
             if frame[o] == 0:
                 break
-            recs.append(
-                {
-                    "addr": frame[o],
-                    "flags": frame[o + 1],
-                    "mv": rec_mv(frame, o),
-                    "temp": rec_temp(frame, o),
-                    "bad": frame[o + 6],
-                    "scans": frame[o + 7],
-                }
-            )
+            recs.append(_record(frame, o, "scans"))
         d["records"] = recs
     elif cmd == CMD_SNAPREAD:
         recs = []
@@ -120,16 +123,7 @@ def decode(frame):
             if frame[o] == 0:
                 missing.append(i + 1)
                 continue
-            recs.append(
-                {
-                    "addr": frame[o],
-                    "flags": frame[o + 1],
-                    "mv": rec_mv(frame, o),
-                    "temp": rec_temp(frame, o),
-                    "bad": frame[o + 6],
-                    "snap": frame[o + 7],
-                }
-            )
+            recs.append(_record(frame, o, "snap"))
         d["records"] = recs
         d["missing"] = missing
     elif cmd == CMD_SNAP and cnt >= 1:
