@@ -193,3 +193,26 @@ def test_digispark_runs_at_half_speed_after_the_bootloader() -> None:
             assert st.clkps == 1  # divided by 2
             assert abs(st.hz / 8250000 - 1) < 0.02
             assert st.osccal & 0x80  # the bootloader's value is in the upper range; the trim stayed there
+
+
+@sim
+def test_effective_clock_is_the_rate_each_node_transmits_at() -> None:
+    """SimavrRing.effective_clocks() (OSCCAL's frequency with the tick's dither, what `packmon bench --snapshot`
+    reports) against each node's bit rate as its TX wire shows it: the SOF's first to last rising edge, 7 bits."""
+    n = 4
+    clocks = ClockSpread.random(n, 0.08, skew_us=0.0, seed=5)
+    with simavr_ring.SimavrRing(n, clocks=clocks) as eng:
+        seq = 1
+        eng.exchange(codec.encode(codec.CMD_ENUMERATE, seq, 0, 0))
+        for _ in range(6):
+            seq += 1
+            eng.exchange(codec.encode(codec.CMD_SCAN, seq, 0, n))
+        for node in range(n):
+            seq += 1
+            ex, edges = eng.traced_exchange(codec.encode(codec.CMD_SCAN, seq, 0, n), node)
+            assert codec.check(ex.rx, len(ex.rx)) == codec.OK
+            rises = [t for t, v in edges if v == 1]
+            # 0xA5 from idle: rising edges at bits 1, 3, 6, 8 (the stop bit's): R1 to R8 is 7 bit times
+            seen = 7 * BIT / (rises[3] - rises[0]) - 1
+            eff = eng.effective_clocks()[node]
+            assert abs(eff - seen) < 0.0015, (node, eff, seen)  # 7 bits are 728 counts: one is 0.14 %

@@ -57,6 +57,7 @@ class SpreadResult:
     clock_err: tuple[float, float] = (0.0, 0.0)  # the nodes' frequencies against nominal after the trim
     instants_s: list[list[float]] = field(default_factory=list)  # per run, each node's instant - the intended
     node_err: list[float] = field(default_factory=list)  # each node's clock against nominal, after the runs
+    node_eff: list[float] = field(default_factory=list)  # each node's bit rate against the hub's, dither included
 
 
 def first_counted(starts: list[float], instant: float) -> float:
@@ -169,6 +170,7 @@ def measure(n: int, runs: int = 3, clock: float = 0.08, skew_us: float = 20.0, s
         errs = [c.hz / eng.f_cpu - 1 for c in state]
         res.clock_err = (min(errs), max(errs))
         res.node_err = errs
+        res.node_eff = eng.effective_clocks()
         return res
     finally:
         eng.close()
@@ -188,7 +190,7 @@ def run(args: argparse.Namespace, sizes: list[int], out: Callable[[str], None] =
         f"{f'{args.snapshot_hop_us:g} us (given)' if args.snapshot_hop_us else 'from the SNAP round trip'}; "
         f"{args.snapshot_runs} snapshots a size")
     out(f"{'clocks':>7} {'packs':>5} {'hop ms':>7} {'delay ms':>8} | {'spread ms (min/median/max)':>27} | "
-        f"{'missing':>7} {'clocks vs nominal':>18}  failures")
+        f"{'missing':>7} {'OSCCAL vs nominal':>18} {'with dither vs hub':>18}  failures")
     status = 0
     spreads: dict[int, float] = {}
     for n in sizes:
@@ -200,7 +202,8 @@ def run(args: argparse.Namespace, sizes: list[int], out: Callable[[str], None] =
             fails = ", ".join(f"{k} {v}" for k, v in sorted(r.failed.items()))
             out(f"{'ideal' if ideal else 'spread':>7} {n:>5} {r.hop_s * 1e3:>7.3f} "
                 f"{r.delay_ticks * TICK_S * 1e3:>8.1f} | {cell:>27} | {len(r.missing):>7} "
-                f"{r.clock_err[0] * 100:+.2f}..{r.clock_err[1] * 100:+.2f} %  {fails}")
+                f"{r.clock_err[0] * 100:+.2f}..{r.clock_err[1] * 100:+.2f} % "
+                f"{min(r.node_eff) * 100:+.2f}..{max(r.node_eff) * 100:+.2f} %  {fails}")
             if not sp or r.missing:
                 status = 1
             if not ideal and sp:

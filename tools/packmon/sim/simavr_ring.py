@@ -339,6 +339,47 @@ class SimavrRing:
             out.append(NodeClock(float(hz), int(osccal), int(writes), int(float(step)) / 1e6, int(clkps)))
         return out, int(head[2])
 
+    def traced_exchange(self, tx: bytes, pos: int) -> tuple[SimExchange, list[tuple[float, int]]]:
+        """exchange(tx), recording the TX wire of the node at ring position pos: its level changes as
+        (seconds from the start of this TX, level 0/1)."""
+        self._cmd(f"TRACE {self._active[pos]}")
+        ex = self.exchange(tx)
+        f = self._cmd("TRACE -1").split()[2:]
+        edges = [(int(t) / self.f_cpu, int(v)) for t, v in (e.split(":") for e in f)]
+        return ex, [(t, v) for t, v in edges if v in (0, 1)]
+
+    def _symbol(self, name: str) -> int | None:
+        """The data-space address of a static variable of the image (avr-nm), None if it has none."""
+        cache = self.__dict__.setdefault("_symbols", {})
+        if not cache:
+            r = subprocess.run(["avr-nm", str(elf_for(self.f_cpu, self.trim))], capture_output=True, text=True)
+            for line in r.stdout.splitlines():
+                f = line.split()
+                if len(f) == 3 and f[1] in "bBdD":
+                    cache[f[2]] = int(f[0], 16) & 0xFFFF
+            cache.setdefault("", 0)  # looked once
+        return cache.get(name)
+
+    def effective_clocks(self) -> list[float]:
+        """Each node's soft-UART bit rate against the hub's (0.01 = 1 % fast), in ring order: its CPU clock
+        (OSCCAL) with the tick's dither (1/96 Timer0 count a tick, node_fw/src/softuart.c) as it is now. This is
+        the clock a snapshot's wait runs on and the rate its TX sends at; clock_state()'s frequency alone leaves
+        out the dither (up to +-3.7 %). The image without the trim has no dither."""
+        from .trim_model import DITHER_ONE
+
+        state, _ = self.clock_state()
+        addr = self._symbol("softuart_dither") if self.trim else None
+        tick = (self.f_cpu // 8 + self.baud * 2) // (self.baud * 4)  # Timer0 counts a tick (board.h TICK_COUNTS)
+        out = []
+        for phys in self._active:
+            d = 0
+            if addr is not None:
+                raw = int(self._cmd(f"PEEK {phys} {addr} 1").split()[1], 16)
+                d = raw - 256 if raw > 127 else raw
+            bit_s = 4 * 8 * (tick + d / DITHER_ONE) / state[phys].hz  # FREQ: the CPU clock, after CLKPR
+            out.append(1 / (self.baud * bit_s) - 1)
+        return out
+
     def wires(self) -> list[bytes]:
         """The bytes each node transmitted during the last exchange, in ring order (a byte with a low
         stop bit appears inverted)."""
