@@ -121,8 +121,8 @@ def test_tracking_moves_one_lsb_per_good_frame_and_never_on_a_bad_one() -> None:
 
 def test_the_dither_follows_the_upstream_clock_below_one_osccal_step() -> None:
     """Locked, the tick's dither (1/96 count a tick; an error of e counts over the SOF's 48 ticks is 2e)
-    goes half way to each SOF's error before the SOF is forwarded, truncated towards zero, and stays only
-    if the frame's CRC is good."""
+    goes half way to each SOF's error before the SOF is forwarded, with the halving's odd unit carried to
+    the next SOF (so it reaches 2e exactly, in either direction), and stays only if the frame's CRC is good."""
     t = Trim(0x48, 0x48)
     lock(t)
     assert t.dither == 4  # locked on NOM + 2: the whole residual at once
@@ -131,14 +131,22 @@ def test_the_dither_follows_the_upstream_clock_below_one_osccal_step() -> None:
         t.sof(NOM + 5)
         seen.append(t.dither)
         t.frame_end(True)
-    assert seen == [7, 8, 9, 9, 9, 9]  # (4 + 10) / 2, (7 + 10) / 2, ...: truncated, one short of 10
+    # (4 + 10) / 2, (7 + 10) / 2 = 8 and 1 carried, (8 + 10 + 1) / 2 = 9 and 1, (9 + 10 + 1) / 2 = 10: the
+    # whole 2e (truncating, until firmware 1.2, stopped at 9: one unit towards the node's own clock)
+    assert seen == [7, 8, 9, 10, 10, 10]
     t.sof(NOM - 5)
-    assert t.dither == (9 - 10) // 2 + 1 == 0  # -0.5 truncated towards zero
+    assert t.dither == 0  # (10 - 10) / 2
     t.frame_end(True)
-    t.sof(NOM - 5)
-    assert t.dither == -5
+    down = []
+    for _ in range(6):
+        t.sof(NOM - 5)
+        down.append(t.dither)
+        t.frame_end(True)
+    assert down[:3] == [-5, -8, -9] and down[-2:] == [-10, -10]  # the other direction reaches -2e too
+    t.sof(NOM + 5)
+    assert t.dither == 0
     t.frame_end(False)
-    assert t.dither == 0  # a bad frame puts it back
+    assert t.dither == -10  # a bad frame puts it back
     assert t.osccal == 0x48 and t.steps == 0  # all of it below one OSCCAL step
 
 

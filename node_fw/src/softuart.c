@@ -178,9 +178,6 @@ ISR(TIM0_OVF_vect)
 #define BIT_COUNTS ((uint16_t)(TICKS_PER_BIT * TICK_COUNTS))
 #define START_COUNTS ((int16_t)WAKE_TCNT - (int16_t)(WAKE_LATENCY_CYCLES / TIMER_PRESCALE))
 #define MAX_EDGES 8
-/* the pin-wait loop's bound: at ~8 cycles an iteration, half a tick (TICK_COUNTS * 8 cycles): with the
- * body, TCNT0 is read well within every tick, so no wrap is missed */
-#define SPIN_MAX ((uint8_t)(TICK_COUNTS / 4))
 
 static uint8_t near(uint16_t d, uint8_t bits, uint16_t t7)
 {
@@ -201,41 +198,50 @@ static void sof_poll(void)
     uint16_t base = 0, t;
     uint16_t stop_at = (uint16_t)(START_COUNTS + BIT_COUNTS * 19 / 2); /* mid stop bit, nominal */
     for (;;) {
-        /* Wait for the pin to change in a short loop (a few cycles an iteration), bounded so that
-         * TCNT0 is still read well within every tick: an edge is then timed to within a few cycles of
-         * the pin's change rather than to the whole body below (~40 cycles, whose length also differs
-         * after an edge or a wrap). That jitter, 2 counts rms on a SOF's span in simavr and biased by
-         * +0.8 count, was copied by each node's trim to the next and added up along the ring. */
-        for (uint8_t k = SPIN_MAX; k && (uint8_t)(PINB & (1 << RX_PIN)) == level; k--) {
+        /* Wait for the pin to change in a tight loop that reads TCNT0 and the pin together on every
+         * pass, so an edge is stamped with the count read one cycle before the pin showed it. Nothing
+         * else runs in the loop but the wrap, once a tick (a 16-bit add and the stop check, ~10
+         * cycles): an edge is stamped late only if it falls in that short window. Until firmware 1.2
+         * the count was read after a 6-pass pin loop and a ~35-cycle body: whether an edge fell in
+         * the body depended on the node's clock against its neighbour's, so each node's span read
+         * long or short by up to ~2 counts (simavr), and its trim passed that on down the ring. */
+        uint8_t c, l;
+        for (;;) {
+            c = TCNT0;
+            l = PINB & (1 << RX_PIN);
+            if (c < prev) {
+                base += TICK_COUNTS;
+                /* the stop bit's middle, to within half a tick either side (checked once a tick): the byte
+                 * is over. Leaving on time matters: at power-on, before the trim, the next byte's start bit
+                 * may follow at once, and the tick must catch it */
+                if ((int16_t)(base + c + TICK_COUNTS / 2 - stop_at) >= 0) {
+                    prev = c;
+                    goto done;
+                }
+            }
+            prev = c;
+            if (l != level) {
+                break;
+            }
         }
-        uint8_t c = TCNT0;
-        uint8_t l = PINB & (1 << RX_PIN);
-        if (c < prev) {
-            base += TICK_COUNTS;
-        }
-        prev = c;
         t = base + c;
-        if (l != level) {
-            level = l;
-            if (n < MAX_EDGES) {
-                e[n] = t;
-            }
-            n++;
-            if (n == 7) {
-                /* a SOF's last edge (R8): its stop bit is 1.5 bits further, at the measured rate */
-                uint16_t t7 = t - e[0]; /* 7 bit times: 1.5 bits is 3/14 of it, ~ 1/4 - 1/32 */
-                stop_at = (uint16_t)(t + (t7 >> 2) - (t7 >> 5));
-            } else if (n == 8) {
-                stop_at = (uint16_t)(START_COUNTS + BIT_COUNTS * 19 / 2);
-            }
+        level = l;
+        if (n < MAX_EDGES) {
+            e[n] = t;
         }
-        if ((int16_t)(t - stop_at) >= 0) {
-            break;
+        n++;
+        if (e[0] < (uint16_t)(START_COUNTS + BIT_COUNTS / 2)) {
+            goto done; /* high again before the middle of the start bit: a glitch */
         }
-        if (n && e[0] < (uint16_t)(START_COUNTS + BIT_COUNTS / 2) && t >= (uint16_t)(START_COUNTS + BIT_COUNTS / 2)) {
-            break; /* high again before the middle of the start bit: a glitch */
+        if (n == 7) {
+            /* a SOF's last edge (R8): its stop bit is 1.5 bits further, at the measured rate */
+            uint16_t t7 = t - e[0]; /* 7 bit times: 1.5 bits is 3/14 of it, ~ 1/4 - 1/32 */
+            stop_at = (uint16_t)(t + (t7 >> 2) - (t7 >> 5));
+        } else if (n == 8) {
+            stop_at = (uint16_t)(START_COUNTS + BIT_COUNTS * 19 / 2);
         }
     }
+done:;
     /* The ticks that passed are counted here, not by the interrupt (whose flag is pending): clear the
      * flag and let the tick run on from where it is (writing TCNT0 back also keeps simavr 1.6's
      * compare model in step, which otherwise skips the next few matches after a long poll of TCNT0;

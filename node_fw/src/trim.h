@@ -44,8 +44,10 @@ typedef struct {
     int16_t pending;  /* this frame's SOF error in counts, TRIM_NONE if it was not measured clean */
     uint8_t near_run, off_run;
     int8_t off_sign;
-    int8_t dither;    /* the tick's extra length now, 1/256 Timer0 count per tick (locked; else 0) */
+    int8_t dither;    /* the tick's extra length now, 1/TRIM_DITHER_ONE Timer0 count per tick (locked; else 0) */
     int8_t filt;      /* the dither as of the last good frame: the measured error, filtered */
+    uint8_t half;     /* the filter's lost half unit (0/1), carried into the next SOF: no rounding bias */
+    uint8_t half_next; /* this frame's, taken over when its CRC checks out */
 } trim_t;
 
 void trim_init(trim_t *t, uint8_t osccal_now, uint8_t stored);

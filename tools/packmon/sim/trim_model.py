@@ -72,6 +72,8 @@ class Trim:
     near_run: int = 0
     dither: int = 0  # the tick's extra length now, 1/DITHER_ONE Timer0 count per tick (locked; else 0)
     filt: int = 0  # the dither as of the last good frame: the measured error, filtered
+    half: int = 0  # the filter's odd unit, carried into the next SOF (no rounding bias)
+    half_next: int = 0  # this frame's, taken over when its CRC checks out
 
     @property
     def nominal(self) -> int:
@@ -111,9 +113,11 @@ class Trim:
         if self.locked:
             # tracking: the dither moves now, before the SOF is forwarded (the nodes downstream measure
             # the new rate in this same frame); only for this frame until its CRC checks out
-            # half way from the last good frame's to this SOF's error, truncated towards zero (a floor
-            # would bias every hop the same way)
-            self.dither = _clamp(_div0(self.filt + 2 * err, 2))
+            # half way from the last good frame's to this SOF's error; the halving's odd unit is carried
+            # to the next SOF (truncating stopped the filter short of 2 err, towards the node's own clock)
+            s = self.filt + 2 * err + self.half
+            self.half_next = s & 1
+            self.dither = _clamp(s >> 1)
         else:
             k = K_HIGH if self.osccal & 0x80 else K_LOW
             self._move(_round_div(err * ((self.osccal & 0x7F) + k), self.nominal + err))
@@ -147,6 +151,7 @@ class Trim:
                 else:
                     self.limit = False
                 self.filt = d
+                self.half = self.half_next
             self.dither = self.filt
             return
         self.near_run = 0
@@ -172,12 +177,6 @@ class Trim:
     def state(self) -> int:
         return ((STATE_LOCKED if self.locked else 0) | (STATE_LIMIT if self.limit else 0)
                 | (STATE_EEPROM if self.from_eeprom else 0) | (STATE_MEASURED if self.measured else 0))
-
-
-def _div0(a: int, b: int) -> int:
-    """a / b truncated towards zero, as C's division."""
-    q = abs(a) // b
-    return q if a >= 0 else -q
 
 
 def _clamp(d: int) -> int:
