@@ -21,10 +21,10 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from .common import ShuntReading as Reading
 from .common import ToolError
 
 TARGETS = {
@@ -46,17 +46,6 @@ class _Clock:
 
     def ticks_ms(self) -> int:
         return self.t
-
-
-@dataclass
-class Reading:
-    """What hub.shunt gives the estimator (its attributes, HELPERS.md)."""
-
-    ok: bool = True
-    current_ma: int = 0
-    dq_mas: int = 0
-    dt_ms: int = 0
-    coverage_ppm: int = 1000000
 
 
 class FastIna228:

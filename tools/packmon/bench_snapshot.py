@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from hub import codec
 
+from .common import ShuntReading
 from .sim.clocks import ClockSpread
 
 BAUD = 9600
@@ -230,14 +231,6 @@ def run(args: argparse.Namespace, sizes: list[int], out: Callable[[str], None] =
 
 # -- the resistance estimate with and without snapshots, in the same run -------------------------------------
 @dataclass
-class _Shunt:
-    ok: bool = True
-    current_ma: int = 0
-    dq_mas: int = 0
-    dt_ms: int = 0
-
-
-@dataclass
 class _Snap:
     valid: bool
     ok: bytearray
@@ -270,7 +263,7 @@ def resistance_compare(n: int = 16, spread_s: float = 0.0004, steps: int = 60, r
     bank.resize(n)
     buf = bytearray(codec.HEADER_SIZE + codec.SLOT_SIZE * n + 8)
     snap = _Snap(True, bytearray(n), [0] * n)
-    shunt = _Shunt()
+    shunt = ShuntReading()
     load = [0.0]
     rip = [0.0]  # no ripple during the first 80 cycles (the rest that makes the SOC known)
     phase = rng.uniform(0, 1)

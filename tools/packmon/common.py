@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,3 +67,15 @@ def run_shown(argv: Sequence[str], out=None, check: bool = True, capture: bool =
             detail = "\n" + ((r.stdout or "") + (r.stderr or "")).strip()
         raise ToolError(f"this step failed (exit status {r.returncode}): {shown(argv)}{detail}", EXIT_FAIL)
     return r
+
+
+@dataclass
+class ShuntReading:
+    """One cycle's shunt reading as hub/shunt.py gives it to the estimator (hub/soc.py reads these attributes):
+    for the tools that drive the estimator without a shunt chip model (packmon accuracy, bench --snapshot)."""
+
+    ok: bool = True
+    current_ma: int = 0
+    dq_mas: int = 0
+    dt_ms: int = 0
+    coverage_ppm: int = 1000000

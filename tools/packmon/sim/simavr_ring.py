@@ -184,6 +184,7 @@ class SimavrRing:
         build(f_cpu, trim)
         self.f_cpu = int(f_cpu)
         self.trim = trim
+        self._symbols: dict[str, int] | None = None  # the image's static variables' addresses (avr-nm)
         self.baud = baud
         self.ber = ber
         self._broken = False
@@ -350,15 +351,11 @@ class SimavrRing:
 
     def _symbol(self, name: str) -> int | None:
         """The data-space address of a static variable of the image (avr-nm), None if it has none."""
-        cache = self.__dict__.setdefault("_symbols", {})
-        if not cache:
+        if self._symbols is None:
             r = subprocess.run(["avr-nm", str(elf_for(self.f_cpu, self.trim))], capture_output=True, text=True)
-            for line in r.stdout.splitlines():
-                f = line.split()
-                if len(f) == 3 and f[1] in "bBdD":
-                    cache[f[2]] = int(f[0], 16) & 0xFFFF
-            cache.setdefault("", 0)  # looked once
-        return cache.get(name)
+            self._symbols = {f[2]: int(f[0], 16) & 0xFFFF for f in map(str.split, r.stdout.splitlines())
+                             if len(f) == 3 and f[1] in "bBdD"}
+        return self._symbols.get(name)
 
     def effective_clocks(self) -> list[float]:
         """Each node's soft-UART bit rate against the hub's (0.01 = 1 % fast), in ring order: its CPU clock
