@@ -205,6 +205,7 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
     est = Estimator(cfg, args.packs)
     if est.error:
         raise ToolError(est.error)
+    oracle = _oracle(args, est, truth, log)
     n = args.packs
     scans = len(truth.t_scan)
     mv, cal = node_readings(truth.v, args.cal_error / 100, args.seed)
@@ -299,9 +300,11 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
         "noise_ma": args.noise_ma,
         "seed": args.seed,
         "ocv_table": args.ocv_table,
+        "oracle": oracle,
         "soc_max_abs_error_pct": _r(float(np.max(err))) if known.any() else None,
         "soc_rms_error_pct": _r(float(np.sqrt(np.mean(err ** 2)))) if known.any() else None,
         "pack_soc_max_abs_error_pct": _r(float(np.nanmax(perr))) if np.isfinite(perr).any() else None,
+        "soc_daily_max_abs_error_pct": _daily_max(truth.t_scan, est_bank, truth_bank, args.days),
         "soc_known_after_h": _r(truth.t_scan[first_known] / 3600) if first_known is not None else None,
         "soc_unknown_after_first_pct": _r(float(100 * (1 - known[first_known:].mean()))) if first_known is not None
         else None,
@@ -337,6 +340,41 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
 
 
 GRID = 5.0
+ORACLES = ("offset", "capacity")
+
+
+def _oracle(args: argparse.Namespace, est, truth, log) -> list[str]:  # noqa: ANN001
+    """DIAGNOSTIC (--oracle): hand the estimator what it would otherwise learn, from the first scan, to measure
+    what is left when it is known: `offset` the sensor's true offset (as if learned), `capacity` every pack's
+    true capacity (pinned: never re-learned). Never a hub feature; the figures of such a run are not the
+    estimator's."""
+    names = [o for o in (args.oracle or "").split(",") if o]
+    for o in names:
+        if o not in ORACLES:
+            raise ToolError(f"--oracle {o}: known: {', '.join(ORACLES)}")
+    if "offset" in names:
+        est.offset_ua = int(round(args.offset_ma * 1000))
+        est.offset_n = 1
+        est.unc_ma = est.nominal_mah // 2000 or 1  # the count's drift bound once the offset is learned
+    if "capacity" in names:
+        h = est.health
+        for i, p in enumerate(truth.packs):
+            h.cap[i] = int(round(p.capacity_ah * 3600 * 100))
+            h.cap_n[i] = 100
+        h.add_capacity = lambda i, cq: False  # pinned (this instance only)
+        est.thru_div = 50  # as once every capacity is measured
+    if names:
+        log(f"oracle: DIAGNOSTIC run, the estimator given the true {' and '.join(names)} from the start")
+    return names
+
+
+def _daily_max(t: np.ndarray, est: np.ndarray, tru: np.ndarray, days: float) -> list[float | None]:
+    """The bank SOC's largest absolute error in each simulated day (None: unknown all day)."""
+    out: list[float | None] = []
+    for d in range(math.ceil(days)):
+        m = (t >= d * 86400) & (t < (d + 1) * 86400) & ~np.isnan(est)
+        out.append(_r(float(np.max(np.abs(est[m] - tru[m])))) if m.any() else None)
+    return out
 
 
 def _cycles(soc: np.ndarray, t: np.ndarray, until_s: float) -> int:
@@ -389,6 +427,8 @@ def table(res: dict) -> str:
         ("bank SOC max abs error", res["soc_max_abs_error_pct"], "%",
          f"<= {5 if res['gain_error_pct'] > 0.5 else 3} %"),
         ("bank SOC rms error", res["soc_rms_error_pct"], "%", ""),
+        ("bank SOC max error per day", " ".join("-" if x is None else f"{x:g}"
+                                                for x in res["soc_daily_max_abs_error_pct"]), "%", ""),
         ("pack SOC max abs error", res["pack_soc_max_abs_error_pct"], "%", ""),
         ("SOC known after", res["soc_known_after_h"], "h", "first resync"),
         ("capacity max error (>= 3 cycles)", res["capacity_max_error_pct"], "%", "+-5 %"),
@@ -403,6 +443,9 @@ def table(res: dict) -> str:
         ("sensor offset learned", res["offset_learned_ma"], "mA", f"true {res['offset_ma']}"),
         ("resyncs at rest / at full", f"{res['rest_resyncs']}/{res['full_resyncs']}", "", ""),
     ]
+    if res["oracle"] or res["ocv_table"] != "generic":
+        rows.insert(0, ("DIAGNOSTIC run, not the estimator's figures", "oracle: " + (",".join(res["oracle"]) or "-"),
+                        "", f"ocv table: {res['ocv_table']}"))
     out = [f"packmon accuracy: {res['packs']} packs of {res['parallel']}P {res['param_set']} ({res['chemistry']}), "
            f"{res['days']:g} days, gain {res['gain_error_pct']} %, offset {res['offset_ma']} mA, "
            f"weak pack {res['weak_pack'] or '-'} {res['weak_kind'] or ''}"]
@@ -446,6 +489,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ocv-table", choices=("generic", "truth"), default="generic",
                    help="truth: a diagnostic run with the simulated cell's own OCV curve in place of the hub's generic "
                    "table, to see what the generic table costs")
+    p.add_argument("--oracle", default=None, metavar="offset,capacity",
+                   help="diagnostic: give the estimator the true sensor offset and/or pack capacities from the start, "
+                   "to see what limits the SOC when they are known")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--jobs", type=int, default=2, help="PyBaMM worker processes")
     p.add_argument("--no-cache", action="store_true")
