@@ -22,6 +22,7 @@ DEFAULTS = {
     "weak_resistance_pct": 130,
     "weak_confidence": 0.8,
     "ocv_sigma_pct": 5,  # how far a generic OCV table may be off mid-curve (half that at the top)
+    "ocv_table": None,  # [[soc %, mV], ...] the cell's own rest voltage curve, in place of the chemistry's
     "voltage_error_pct": 0.3,  # the nodes' calibration error
     "restore_max_s": 600,  # a saved SOC is trusted after a reset only if it is younger than this (wall clock)
 }
@@ -57,6 +58,31 @@ def config_problems(cfg, problems, _num):
     _num(cfg, b + "restore_max_s", 0, 86400, problems)
     _num(cfg, b + "ocv_sigma_pct", 0, 50, problems)
     _num(cfg, b + "voltage_error_pct", 0, 10, problems)
+    t = cfg["battery"]["ocv_table"]
+    if t is not None:
+        e = table_problem(t)
+        if e:
+            problems.append("battery.ocv_table: " + e)
+
+
+def table_problem(t):
+    """What is wrong with a user's OCV table ([[soc %, mV], ...]), or ""."""
+    if not isinstance(t, list) or not 3 <= len(t) <= 32:
+        return "must be a list of 3 to 32 [soc %, mV] pairs"
+    prev = None
+    for k, pt in enumerate(t):
+        if not isinstance(pt, list) or len(pt) != 2 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in pt):
+            return "point %d: must be [soc %%, mV], got %r" % (k, pt)
+        soc, mv = pt
+        if not 0 <= soc <= 100 or not 1000 <= mv <= 5000:
+            return "point %d: %r is outside 0..100 %% and 1000..5000 mV" % (k, pt)
+        if prev is not None and (soc <= prev[0] or mv <= prev[1]):
+            return "point %d: %r must be above the point before (%r) in both SOC and voltage" % (k, pt, prev)
+        prev = pt
+    if t[0][0] != 0 or t[-1][0] != 100:
+        return "must run from 0 %% to 100 %% SOC (got %r to %r)" % (t[0][0], t[-1][0])
+    return ""
 
 
 def check(raw, problems, _merge, _num, _bool):

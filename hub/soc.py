@@ -63,6 +63,10 @@ class Estimator:
         if self.table is None:
             self.error = "battery: chemistry %r is not known to the hub (known: %s); SOC and health unknown" % (
                 chem, ", ".join(sorted(ocv.TABLES)))
+        own = cfg.get("ocv_table")
+        if own and self.table is not None:
+            # the cell's own curve (validated by hub/battery_cfg.py) in the hub's units: 0.01 %, mV
+            self.table = tuple((int(s * 100 + 0.5), int(v + 0.5)) for s, v in own)
         full_mv = int(cfg.get("full_mv", 0)) or ocv.FULL_MV.get(chem, 0)
         self.full_mv = full_mv
         cap_mah = int(cfg.get("capacity_ah", 100) * cfg.get("cells_parallel", 1) * 1000)

@@ -88,3 +88,21 @@ def test_oracle_gives_the_estimator_the_true_offset_and_capacities(res: dict) ->
     assert res["capacity_max_error_any_pct"] > 0.5  # and without it they are learned, with an error
     with pytest.raises(accuracy.ToolError, match="--oracle gain"):
         _run("--no-switching", "--oracle", "gain")
+
+
+def test_truth_ocv_table_is_the_cells_equilibrium_curve() -> None:
+    from packmon.sim import cells
+
+    t = cells.truth_ocv_table("Chen2020")
+    assert [s for s, _ in t] == list(range(0, 10001, 500))
+    assert all(t[k + 1][1] > t[k][1] for k in range(len(t) - 1))
+    # the set's 100 % state rests at 4.20 V (a C/20 charge curve, as until 2026-12-06, put it at 4.27 V); its 0 %,
+    # where a C/20 discharge meets the 2.5 V cut-off, a little above the cut-off
+    assert abs(t[-1][1] - 4200) <= 5
+    assert 2500 - 30 <= t[0][1] <= 2700
+
+
+def test_the_cells_own_table_beats_the_generic_one(res: dict) -> None:
+    own = _run("--no-switching", "--ocv-table", "truth")
+    assert own["ocv_table"] == "truth"
+    assert own["soc_max_abs_error_pct"] < res["soc_max_abs_error_pct"] - 0.5

@@ -33,17 +33,20 @@ def td(a, b):
 class World:
     """n packs (capacities in mAh, resistances in micro-ohm) starting at soc0 (0.01 %)."""
 
-    def __init__(self, caps_mah, r_uohm, soc0, offset_ma=0, chem="nmc", cap_ah=20):
+    def __init__(self, caps_mah, r_uohm, soc0, offset_ma=0, chem="nmc", cap_ah=20, own=None):
+        # own: the packs' own OCV curve ([[soc %, mV], ...]), given to the estimator as battery.ocv_table
         self.n = len(caps_mah)
         self.caps = caps_mah
         self.r = r_uohm
         self.q = [caps_mah[i] * 36 * soc0[i] // 100 for i in range(self.n)]  # mAs
         self.off = offset_ma
-        self.table = ocv.TABLES[chem]
+        self.table = tuple((s * 100, v) for s, v in own) if own else ocv.TABLES[chem]
         self.bank = Bank(self.n)
         self.shunt = Shunt()
-        self.est = Estimator({"chemistry": chem, "capacity_ah": cap_ah, "cells_parallel": 1,
-                              "charge_efficiency": 1.0}, self.n)
+        cfg = {"chemistry": chem, "capacity_ah": cap_ah, "cells_parallel": 1, "charge_efficiency": 1.0}
+        if own:
+            cfg["ocv_table"] = own
+        self.est = Estimator(cfg, self.n)
         self.now = 0
 
     def step(self, i_ma):
@@ -83,6 +86,10 @@ def scenario():
     w.run(0, 5 * 3600)
     h = w.est.health
     out.append(("rest3", w.est.soc[0], w.est.soc[1], h.cap[0], h.cap[1], w.est.offset_ua, h.cap_n[0]))
+    # the cell's own OCV curve (battery.ocv_table) instead of the chemistry's
+    o = World([20000], [10000], [6000], own=[[0, 2497], [20, 3485], [50, 3751], [80, 4042], [100, 4200]])
+    o.run(-100, 3600 + 10)
+    out.append(("own", o.est.soc[0], o.soc_true(0), o.est.table[2][0], o.est.table[2][1]))
     return out
 
 

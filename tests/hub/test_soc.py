@@ -308,6 +308,35 @@ def test_config_names_every_bad_battery_field() -> None:
     assert "battery.bogus: unknown field" in _cfg({"bogus": 1})["battery_problems"]  # soft: the hub runs on
 
 
+# a cell's own rest-voltage curve (Chen2020's equilibrium OCV, packmon.sim.cells.truth_ocv_table, in 10 % steps):
+# mid-curve it sits 40-60 mV above the generic NMC chart, several % of SOC
+OWN = [[0, 2497], [10, 3296], [20, 3485], [30, 3581], [40, 3667], [50, 3751], [60, 3841], [70, 3948], [80, 4042],
+       [90, 4097], [100, 4200]]
+
+
+def test_the_cells_own_ocv_table_replaces_the_chemistrys() -> None:
+    own = World([20000], [10000], [6000], own=OWN)
+    generic = World([20000], [10000], [6000])
+    generic.table = own.table  # the same cell, its estimator left with the chemistry's chart
+    for w in (own, generic):
+        w.run(-100, 3600 + 10)  # a rest (under C/50) of an hour
+    assert abs(own.est.soc[0] - own.soc_true(0)) <= 100  # read on its own curve: within rounding
+    assert generic.est.soc[0] - generic.soc_true(0) >= 300  # the chart reads this cell several % high here
+
+
+def test_config_checks_the_ocv_table() -> None:
+    assert _cfg({"enabled": True, "ocv_table": OWN})["battery_problems"] == []
+    for bad, said in (([[0, 3000], [100, 4200]], "must be a list of 3 to 32"),
+                      ([[0, 3000], [50, 3700], [90, 4200]], "must run from 0 % to 100 %"),
+                      ([[0, 3000], [50, 3700], [40, 3800], [100, 4200]], "point 2: [40, 3800] must be above"),
+                      ([[0, 3000], [50, 3900], [60, 3800], [100, 4200]], "point 2: [60, 3800] must be above"),
+                      ([[0, 3000], [50, "3.7"], [100, 4200]], "point 1: must be [soc %, mV]"),
+                      ([[0, 300], [50, 3700], [100, 4200]], "point 0: [0, 300] is outside"),
+                      ("3.0-4.2", "must be a list")):
+        p = _cfg({"enabled": True, "ocv_table": bad})["battery_problems"]
+        assert any(x.startswith("battery.ocv_table: ") and said in x for x in p), (bad, p)
+
+
 # -- the real MicroPython runtime -----------------------------------------------------------------------------------
 @pytest.mark.skipif(not shutil.which("micropython"), reason="the MicroPython unix port is not installed")
 def test_micropython_gives_the_same_outputs_as_cpython() -> None:

@@ -275,39 +275,50 @@ def _c20_remaining(p, initial) -> float:
 
 
 def truth_ocv_table(param_set: str, points: int = 21) -> tuple[tuple[int, int], ...]:
-    """A DIAGNOSTIC only: the parameter set's own pseudo-OCV (mean of C/20 charge and discharge at 25 degC) as a
-    hub.ocv-style table ((soc 0.01 %, mV), ...), to measure what the hub's generic table costs. Never used by
-    the hub."""
+    """A DIAGNOSTIC only: the parameter set's own equilibrium OCV as a hub.ocv-style table ((soc 0.01 %, mV), ...),
+    on the truth's SOC scale, to measure what the hub's generic table costs. Never used by the hub.
+
+    The OCV at a state is the positive electrode's OCP less the negative's at their stoichiometries; both move
+    linearly with the charge between the set's 0 % and 100 % states (pybamm.lithium_ion.get_initial_stoichiometries).
+    The truth's 100 % is the set's 100 %; its 0 % is where a C/20 discharge reaches the cut-off, so a truth SOC s
+    is the state with (1 - s) * capacity taken out of the 100 % state. (Until 2026-12-06 this was the mean of a
+    C/20 charge and discharge: the charge curve, run past the 100 % state and scaled to its own end, put 4.27 V
+    at 100 % instead of 4.20 V, which made every full charge read 3-4 % low.)"""
+    pybamm = _pybamm()
     spec = BankSpec(param_set=param_set)
     p = _params(spec, 1.0, 0.0)
     p["Ambient temperature [K]"] = 298.15
     p["Initial temperature [K]"] = 298.15
-    q = p["Nominal cell capacity [A.h]"]
-    t_end = 25 * 3600.0
-    t_out = np.linspace(0, t_end, 2000)
-    knots = np.array([0.0, t_end + 10])
-    curves = []
-    for sign, start in ((1, 1.0), (-1, 0.0)):
-        sol = _solve(p, knots, np.array([sign * q / 20] * 2), t_end, t_out, start)
-        tt = t_out[t_out <= sol.t[-1]]
-        dc = sol["Discharge capacity [A.h]"]
-        qq = dc(tt) - dc(0.0)
-        v = sol["Voltage [V]"](tt)
-        soc = start - qq / (q if sign > 0 else q) * (1 if sign > 0 else 1)
-        curves.append((soc, v))
-    cap = -float(np.min(curves[0][0] - 1.0)) or 1.0
-    grid = np.linspace(0, 1, points)
-    sd = 1.0 - (1.0 - curves[0][0]) / cap
-    vd = np.interp(grid, np.sort(sd), curves[0][1][np.argsort(sd)])
-    sc = curves[1][0]
-    sc = sc / max(float(np.max(sc)), 1e-9)
-    vc = np.interp(grid, np.sort(sc), curves[1][1][np.argsort(sc)])
-    mv = (vd + vc) / 2 * 1000
-    mv = np.maximum.accumulate(np.round(mv).astype(int) + np.arange(points) * 0)  # monotonic
-    for k in range(1, points):
-        if mv[k] <= mv[k - 1]:
-            mv[k] = mv[k - 1] + 1
-    return tuple((int(round(g * 10000)), int(m)) for g, m in zip(grid, mv, strict=True))
+    x1, y1 = pybamm.lithium_ion.get_initial_stoichiometries(1.0, p)
+    x0, y0 = pybamm.lithium_ion.get_initial_stoichiometries(0.0, p)
+    area = p["Electrode height [m]"] * p["Electrode width [m]"]
+    q01 = (abs(x1 - x0) * p["Maximum concentration in negative electrode [mol.m-3]"]
+           * p["Negative electrode active material volume fraction"] * p["Negative electrode thickness [m]"]
+           * area * 96485.33212 / 3600)  # Ah between the set's 0 % and 100 % states
+    cap = _c20_remaining(p, 1.0)
+    t = pybamm.Scalar(298.15)
+
+    def ocp(name: str, sto: float) -> float:
+        f = p[name]
+        if not callable(f):
+            return float(f)
+        try:
+            e = f(pybamm.Scalar(sto), t)  # OCP(sto, T)
+        except TypeError:
+            e = f(pybamm.Scalar(sto))  # OCP(sto): sets without a temperature dependence (Chen2020)
+        return float(p.evaluate(e))
+
+    out = []
+    for k in range(points):
+        s = k / (points - 1)
+        z = 1.0 - (1.0 - s) * cap / q01
+        v = ocp("Positive electrode OCP [V]", y0 + z * (y1 - y0))
+        v -= ocp("Negative electrode OCP [V]", x0 + z * (x1 - x0))
+        out.append([int(round(s * 10000)), int(round(v * 1000))])
+    for k in range(1, points):  # the hub's tables rise strictly
+        if out[k][1] <= out[k - 1][1]:
+            out[k][1] = out[k - 1][1] + 1
+    return tuple((a, b) for a, b in out)
 
 
 def _step_resistance(p, dt: float) -> float:
