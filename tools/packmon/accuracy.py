@@ -206,6 +206,7 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
     if est.error:
         raise ToolError(est.error)
     oracle = _oracle(args, est, truth, log)
+    pin_offset = est.offset_ua if "offset" in oracle else None
     n = args.packs
     scans = len(truth.t_scan)
     mv, cal = node_readings(truth.v, args.cal_error / 100, args.seed)
@@ -241,6 +242,8 @@ def run(args: argparse.Namespace, log=print) -> dict:  # noqa: ANN001
         prev = cur[k - 1] if k else cur[0]
         q = (GRID - phase) * prev + phase * cur[k]
         est.update(now, bank, sensor.scan(q, GRID, cur[k]), td)
+        if pin_offset is not None:
+            est.offset_ua = pin_offset  # the oracle's: never re-learned
         if est.bank_soc >= 0:
             est_bank[k] = est.bank_soc / 100
         for i in range(n):
@@ -345,9 +348,9 @@ ORACLES = ("offset", "capacity")
 
 def _oracle(args: argparse.Namespace, est, truth, log) -> list[str]:  # noqa: ANN001
     """DIAGNOSTIC (--oracle): hand the estimator what it would otherwise learn, from the first scan, to measure
-    what is left when it is known: `offset` the sensor's true offset (as if learned), `capacity` every pack's
-    true capacity (pinned: never re-learned). Never a hub feature; the figures of such a run are not the
-    estimator's."""
+    what is left when it is known: `offset` the sensor's true offset, `capacity` every pack's true capacity
+    (both pinned: never re-learned; run() puts the offset back after every scan). Never a hub feature; the
+    figures of such a run are not the estimator's."""
     names = [o for o in (args.oracle or "").split(",") if o]
     for o in names:
         if o not in ORACLES:
