@@ -33,6 +33,7 @@ except ImportError:  # CPython
 
 _FAILS_BEFORE_ENUMERATE = const(3)
 _RETRY = (codec.ERR_BAD_CRC, codec.ERR_RING_FAULT, codec.ERR_MISMATCH, codec.ERR_TRUNCATED)
+_RETRIES = const(2)  # a corrupted frame, then the frame that reports where (docs/protocol.md §4)
 _ENUM_BACKOFF_MAX_MS = const(30000)
 _IDLE_SLICE_MS = const(250)  # between cycles: watchdog and shunt polls at least this often
 
@@ -143,15 +144,19 @@ class Hub:
 
     def _scan(self, now):
         n = self.bank.n
+        tries = 0
         try:
-            try:
-                nodes = self.ring.scan(n)
-            except RingError as e:
-                # a frame hit by noise: one immediate retry (counted like any failure) costs one scan
-                # time, far less than waiting a whole interval with no fresh data
-                if e.code not in _RETRY:
-                    raise
-                nodes = self.ring.scan(n)
+            while True:
+                # a frame hit by noise: immediate retries (counted like any failure) cost a scan time each,
+                # far less than waiting a whole interval with no fresh data. Two: since protocol 1.2 the node
+                # that found a frame bad reports it in the next frame, which the hub discards as ring_fault
+                try:
+                    nodes = self.ring.scan(n)
+                    break
+                except RingError as e:
+                    tries += 1
+                    if e.code not in _RETRY or tries > _RETRIES:
+                        raise
         except RingError as e:
             self.fail_streak += 1
             if e.fault:

@@ -44,8 +44,9 @@ DEFAULTS = {
     "battery": {"enabled": False},
     # the bank snapshot (docs/protocol.md 3.5): every pack sampled at one instant, lined up with the shunt's
     # reading, for the per-pack resistance. enabled null: on with the shunt and battery blocks. hop_us: the ring's delay
-    # per node (simavr, the real firmware: 3.25-3.34 ms)
-    "snapshot": {"enabled": None, "hop_us": 3300},
+    # per node: firmware 1.3 forwards a byte 11.5 bit times after its start edge (1198 us at 9600 baud; simavr
+    # 1.19-1.22 ms), plus the coupler's falling-edge delay (firmware 1.2, with its 2-byte lag: ~3.3 ms)
+    "snapshot": {"enabled": None, "hop_us": 1205},
     "state_file": "/state.json",  # energy counters and other state kept across a reset (hub/persist.py)
     "watchdog_s": 30,
     "log_level": "info",

@@ -13,7 +13,7 @@ except ImportError:  # CPython
         return x
 
 
-_LAG_BYTES = const(4)  # per node: ~3 byte times of delay plus margin, docs/protocol.md §5
+_LAG_BYTES = const(4)  # per node: ~3 byte times of delay (firmware before 1.3; 1.1 since) plus margin, §5
 _SLACK_MS = const(50)
 
 
@@ -92,7 +92,13 @@ class Ring:
             f = self.last_fault
             if f == codec.FAULT_NO_ADDRESS:
                 return "corrupted frame seen by a node without address"
-            return "corrupted on the hop into node %d (from %s)" % (f, "the hub" if f == 1 else "node %d" % (f - 1))
+            # firmware 1.3 (protocol 1.2) reports in the frame after the corrupted one, older firmware in it
+            return "node %d reports a frame corrupted on the hop into it (from %s)" % (
+                f, "the hub" if f == 1 else "node %d" % (f - 1))
+        if err == codec.ERR_BAD_CRC and self.last_fault:
+            # unverified: the frame failed its CRC; a hop that corrupts every frame is named only this way
+            return "corrupted on the way; the frame names node %d, which found the frame before it corrupted on " \
+                "the hop into it" % self.last_fault
         if err == codec.ERR_TIMEOUT:
             return "no complete answer (is the ring closed? hub TX -> node 1 RX ... node N TX -> hub RX)"
         return ""
@@ -147,6 +153,11 @@ class Ring:
                         return codec.OK
                     if err == codec.ERR_RING_FAULT:
                         self.last_fault = codec.fault_of(rx)
+                    elif err == codec.ERR_BAD_CRC and not self.last_fault:
+                        # a hint (protocol 1.2: the report of the frame before, in a frame that failed too)
+                        f = codec.fault_of(rx)
+                        if 0 < f <= codec.MAX_SLOTS:
+                            self.last_fault = f
                     if err in (codec.ERR_RING_FAULT, codec.ERR_INCONSISTENT, codec.ERR_SLOT_OVERFLOW,
                                codec.ERR_UNKNOWN_COMMAND):
                         # a well-formed frame (good CRC) that says something is wrong: final

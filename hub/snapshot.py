@@ -6,10 +6,14 @@
 #   SNAP (DELAY = (N-1) HOP + margin) -> wait for the instant -> read the shunt -> wait for the nodes'
 #   measurement -> SNAPREAD.
 # A position whose slot comes back empty, or holds another SNAP's values, did not take this snapshot
-# (firmware before 1.2, a reset node, a SNAP lost on the way): it is marked so (ok[i] = 0), named on
-# <prefix>/error when the set of such positions changes, and its regular reading is never used as a
-# snapshot value. A SNAP or SNAPREAD lost to noise is retried once with a new SEQ; then the snapshot is
-# reported lost for the cycle (valid False), never replaced by older values.
+# (a reset node, a SNAP lost on the way): it is marked so (ok[i] = 0), named on <prefix>/error when the
+# set of such positions changes, and its regular reading is never used as a snapshot value. A SNAP or
+# SNAPREAD lost to noise is retried twice (a corrupted frame, then the one that reports where, protocol.md
+# §4); then the snapshot is reported lost for the cycle (valid False), never replaced by older values.
+# Before its first snapshot of a ring, and again after an ENUMERATE, a node's reset or a new pack count, the
+# hub reads every node's firmware version with INFO: a node before 1.3 forwards with a 2-byte lag
+# (protocol.md §4), so one HOP cannot time every node's wait, and the hub refuses snapshots on such a ring,
+# naming the positions, rather than present readings as simultaneous that are not.
 # Loaded only when enabled (hub.features); nothing here allocates per cycle but the error text on a change.
 from array import array
 
@@ -44,22 +48,50 @@ class Snapshot:
         self.lost = 0
         self._said = -1  # signature of the missing set last reported
         self.problem = ""
+        self.fw_n = -1  # the pack count whose firmware versions were read (-1: not yet)
+        self.fw_sig = -1  # enumerations + resets seen when they were read (step(): read again when it moves)
+        self.old = ""  # positions running firmware before 1.3 ("" none): snapshots refused
+
+    def _check_firmware(self, ring, n, feed):
+        """True when every position answered INFO (self.old: those before firmware 1.3); repeated next cycle if
+        not."""
+        import sys
+
+        from hub import snapshot_fw  # only for the check: the board's heap is small
+
+        problem, old = snapshot_fw.check(ring, n, feed, _RETRY)
+        sys.modules.pop("hub.snapshot_fw", None)
+        if problem:
+            self.problem = problem
+            return False
+        self.fw_n = n
+        self.old = old
+        return True
 
     def delay_ticks(self, n):
         return ((n - 1) * self.hop256 >> 8) + _MARGIN_TICKS if n > 0 else _MARGIN_TICKS
 
-    def take(self, ring, n, clock, at_instant):
+    def take(self, ring, n, clock, at_instant, feed=None):
         """One snapshot of n packs. at_instant(): called at the sample instant (the shunt read). Returns True
         when the snapshot came back (self.ok tells which positions took it)."""
         self.valid = False
         self.n = n
         for i in range(n):
             self.ok[i] = 0
+        if self.fw_n != n and not self._check_firmware(ring, n, feed):
+            self.lost += 1
+            at_instant()  # the shunt is still read once in the cycle
+            return False
+        if self.old:
+            self.problem = "ring: snapshots refused: position(s) %s run firmware before 1.3, whose hop the snapshot " \
+                "cannot time (docs/protocol.md §4); update them: no simultaneous readings" % self.old
+            at_instant()
+            return False
         delay = self.delay_ticks(n)
         # the instant is DELAY after the frame ended at node 1, about when the hub's last byte ended
         lead = (codec.frame_len(1) * 10 * 1000 + self.baud - 1) // self.baud + (delay * 1000 + 38399) // 38400
         seq = -1
-        for _ in range(2):
+        for _ in range(3):  # a corrupted SNAP, the frame that reports where, then a clean one (protocol.md §4)
             t0 = clock.ticks_ms()
             try:
                 seq = ring.snap(n, delay, self.hop256)
@@ -74,16 +106,19 @@ class Snapshot:
         at_instant()
         if seq < 0:
             self.lost += 1
-            self.problem = "ring: snapshot lost (SNAP failed twice); no simultaneous readings this cycle"
+            self.problem = "ring: snapshot lost (SNAP failed 3 times); no simultaneous readings this cycle"
             return False
         clock.sleep_ms(_MEASURE_MS)
         try:
-            try:
-                ring.snapread(n)
-            except RingError as e:
-                if e.code not in _RETRY:
-                    raise
-                ring.snapread(n)  # the nodes keep their snapshot: a read lost to noise can be repeated
+            tries = 0
+            while True:  # the nodes keep their snapshot: a read lost to noise can be repeated
+                try:
+                    ring.snapread(n)
+                    break
+                except RingError as e:
+                    tries += 1
+                    if e.code not in _RETRY or tries > 2:
+                        raise
         except RingError as e:
             self.lost += 1
             self.problem = "ring: snapshot %d lost (SNAPREAD failed: %s); no simultaneous readings this cycle" % (
@@ -107,8 +142,8 @@ class Snapshot:
         if missing == 0:
             self.problem = ""
         elif sig != self._said:
-            self.problem = "ring: snapshot: %d of %d positions did not take it (%s): firmware before 1.2, a reset " \
-                "or a lost SNAP; their readings are not simultaneous" % (missing, n, self.missing_text())
+            self.problem = "ring: snapshot: %d of %d positions did not take it (%s): a reset or a lost SNAP; " \
+                "their readings are not simultaneous" % (missing, n, self.missing_text())
         self._said = sig if missing else -1
         return True
 
@@ -130,8 +165,15 @@ def step(hub, now, at_instant):
     new problem goes to <prefix>/error once."""
     s = hub.snap
     before = s.problem
-    s.take(hub.ring, hub.bank.n, hub.port.clock, at_instant)
-    if s.problem and (s.problem != before or not s.valid):
+    # the firmware versions again after an ENUMERATE or a node's reset: a node may have been swapped
+    sig = hub.enumerations
+    for r in hub.bank.resets:
+        sig += r
+    if sig != s.fw_sig:
+        s.fw_sig = sig
+        s.fw_n = -1
+    s.take(hub.ring, hub.bank.n, hub.port.clock, at_instant, hub.port.feed_watchdog)
+    if s.problem and (s.problem != before or not (s.valid or s.old)):  # a refusal is said once
         hub._error(now, s.problem)
     elif before and not s.problem:
         hub.log("info", "ring: snapshot taken by every position again")

@@ -113,7 +113,11 @@ def test_simavr_ring_with_8_percent_spread_converges_and_tracks() -> None:
             if k == 6:  # the packs move: 3.0 -> 4.2 V and 40 degC (the clocks drift with them)
                 for i in range(n):
                     eng.set_pack(i, mv=4200 - 100 * i, temp=400)
-        assert lost_before == 0  # the first frame already converges: every node trims before forwarding
+        # Firmware 1.2 converged on the first frame (every node trimmed before forwarding, hidden by its
+        # 2-byte lag). 1.3 forwards the SOF first (no lag: the trim's arithmetic would sit on every hop's
+        # latency), so an acquisition step lands in the SOF's first bits and the first frame after power-on
+        # may fail, and then the frame that reports it: at most those two.
+        assert lost_before <= 2
         states, _ = eng.clock_state()
         # every node now runs within ~1.5 % of the hub's bit rate, whatever its factory error
         for st, e in zip(states, clocks.err_ppm, strict=True):
@@ -156,7 +160,16 @@ def test_simavr_node_at_the_end_of_its_trim_range_is_flagged() -> None:
         eng._cmd("CLOCK 1 60000 1.0 0x02")  # error, slope, reset OSCCAL (the node restarts)
         eng.run(100)
         recs = []
-        for k in range(4):
+        # Firmware 1.3 loses node 2's first frame after its restart (node 2 flags a framing error, so the CRC it
+        # sends fails, and it reports itself, without an address yet, in the next frame); 1.2 lost none. Only
+        # this extreme case does: 3 % fast at 0x02, or 6 % fast from mid-range, pass their first frame.
+        firsts = []
+        for k in range(2):
+            ex = eng.exchange(codec.encode(codec.CMD_SCAN, k + 1, 0, 3))
+            firsts.append((codec.check(ex.rx, len(ex.rx)), codec.fault_of(ex.rx)))
+        assert firsts in ([(codec.OK, 0), (codec.OK, 0)],
+                          [(codec.ERR_BAD_CRC, 0), (codec.ERR_RING_FAULT, codec.FAULT_NO_ADDRESS)]), firsts
+        for k in range(2, 6):
             ex = eng.exchange(codec.encode(codec.CMD_SCAN, k + 1, 0, 3))
             assert codec.check(ex.rx, len(ex.rx)) == codec.OK
             recs = codec.decode(ex.rx)["records"]

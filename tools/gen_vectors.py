@@ -216,13 +216,24 @@ def main() -> None:
     add("scan_wrong_addr", make_frame(CMD_SCAN, 15, 0, rec(2, 0, 3300, 200) + bytes(8), nodes=1), n1,
         "slot 1 claims address 2")
     add("scan_bad_crc", flip(make_frame(CMD_SCAN, 16, 0, bytes(16)), 9, 0x04), n1,
-        "a bit flipped in slot 1 on the hop into node 1: node 1 counts it and sets FAULT = 1")
+        "a bit flipped in slot 1 on the hop into node 1: node 1 fills its slot, counts the frame, and the CRC it "
+        "sends still carries the error (the hub sees bad_crc); FAULT = 1 waits for the next frame")
     faulted = make_frame(CMD_SCAN, 16, 0, rec(1, 0, 3312, 251) + bytes(8), nodes=1, status=0x01)
     add("scan_ring_fault", faulted, n2, "FAULT = 1 arrives downstream with a good CRC; node 2 keeps it")
+    pending = copy.deepcopy(n1)
+    pending.fault, pending.bad, pending.flags = 1, 1, 0x20
+    add("scan_reports_fault", make_frame(CMD_SCAN, 24, 0, bytes(16)), pending,
+        "node 1 found the frame before bad: it names itself in this frame's FAULT (the hub: ring_fault, hop 1)")
+    pending2 = copy.deepcopy(n2)
+    pending2.fault = 2
+    add("scan_fault_upstream_first", make_frame(CMD_SCAN, 25, 0, rec(1, 0, 3312, 251) + bytes(8), nodes=1,
+                                                status=0x01), pending2,
+        "node 2 also found the frame before bad, but node 1 reported first: node 2 drops its own report")
     add("scan_bad_crc_no_address", flip(make_frame(CMD_SCAN, 17, 0, bytes(8)), 3, 0x80), fresh,
-        "corruption seen by a node without address: FAULT = 127; it does not take an address")
+        "corruption seen by a node without address: FAULT = 127 in the next frame; it does not take an address")
     add("scan_framing_error", make_frame(CMD_SCAN, 18, 0, bytes(8)), n1,
-        "a byte arrived with a low stop bit: the frame is a fault even though the CRC is good",
+        "a byte arrived with a low stop bit: the frame is a fault even though its CRC checks, so the node inverts "
+        "the CRC's low byte (the hub sees bad_crc) and reports FAULT = 1 in the next frame",
         framing_at=6)
     add("scan_truncated", make_frame(CMD_SCAN, 19, 0, bytes(16))[:12], n1,
         "the line goes silent mid-frame: the node counts it, drops what it holds", timeout=True)
@@ -231,7 +242,7 @@ def main() -> None:
     body = big[1:]
     crc = crc16(body)
     add("too_many_slots", big + bytes([crc >> 8, crc & 0xFF]), n1,
-        "CNT = 65: the node stops forwarding after SOF and CMD")
+        "CNT = 65: the node stops forwarding after SOF, CMD, SEQ and ADDR")
     add("unknown_command", make_frame(0x7E, 21, 0, bytes(8)), n1,
         "unknown CMD 0x7E: forwarded unchanged but for NODES and the CRC")
     add("garbage_then_enumerate", b"\x00\xff\x13" + make_frame(CMD_ENUMERATE, 22, 0), fresh,
@@ -246,7 +257,7 @@ def main() -> None:
     add("write_invalid", make_frame(CMD_WRITE, 34, 1, Settings(vref=20000, flags=1).pack()), n1,
         "vref out of range: not stored, no DONE")
     add("write_bad_crc", flip(make_frame(CMD_WRITE, 35, 1, new), 7, 0x10), n1,
-        "a corrupted WRITE is never stored")
+        "a corrupted WRITE is never stored (DONE went out before the CRC was in; the hub sees bad_crc)")
     add("identify_request", make_frame(CMD_IDENTIFY, 36, 1), n1, "blink node 1's LED")
     add("clock_request", make_frame(CMD_CLOCK, 38, 1, bytes(8)), n1,
         "CLOCK for node 1 (firmware 1.1): its trim, locked, started from EEPROM")
@@ -271,7 +282,7 @@ def main() -> None:
     add("snap_request_no_slot", make_frame(CMD_SNAP, 53, 0), n1,
         "SNAP without its parameter slot: forwarded, not taken, no DONE")
     add("snap_bad_crc", flip(make_frame(CMD_SNAP, 54, 0, snap_params(8192, 124 * 256)), 6, 0x02), n1,
-        "a corrupted SNAP is never taken: FAULT = 1, the node keeps no request")
+        "a corrupted SNAP is never taken: the node keeps no request, the hub sees bad_crc, FAULT = 1 follows")
     snapped = copy.deepcopy(n2)
     snapped.snap, snapped.snap_seq = SNAP_READY, 50
     snapped.snap_flags, snapped.snap_mv, snapped.snap_temp, snapped.snap_bad = 0x01, 3287, -55, 3
@@ -301,8 +312,8 @@ def main() -> None:
                                         + struct.pack("<BBHhBB", 2, 0, 3300, 250, 0, 50), nodes=1), n1,
         "two filled slots but NODES = 1")
     add("snapread_bad_crc", flip(make_frame(CMD_SNAPREAD, 63, 0, bytes(24)), 12, 0x40), snapped,
-        "a corrupted SNAPREAD: node 2 still writes its slot (as SCAN does), counts the frame and sets FAULT = 2; "
-        "its snapshot stays for the hub's retry")
+        "a corrupted SNAPREAD: node 2 still writes its slot (as SCAN does) and counts the frame (FAULT = 2 in the "
+        "next one); its snapshot stays for the hub's retry")
     add("enumerate_saturates", make_frame(CMD_ENUMERATE, 37, 64, nodes=64), fresh,
         "a 65th node: ADDR goes to 65 and the node takes no address")
 
@@ -313,7 +324,7 @@ def main() -> None:
         {"data": enum_req[1:].hex(), "crc": "0000"},
     ]
     doc = {
-        "protocol": "1.1",
+        "protocol": "1.2",
         "spec": "docs/protocol.md",
         "generated_by": "tools/gen_vectors.py",
         "crc": {"name": "CRC-16/CCITT-FALSE", "poly": "0x1021", "init": "0xffff", "refin": False,

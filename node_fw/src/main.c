@@ -61,9 +61,8 @@ static void osccal_walk(uint8_t target)
 }
 
 /* The SOF's measurement arrives in the pin-change interrupt; the trim runs in the main loop (its
- * division would otherwise hold up the next byte's start bit), right after the SOF is taken from the
- * RX queue: the next byte is then being received, and the node forwards the SOF only once byte 2 has
- * arrived, so an acquisition step is in place before anything this frame carries leaves the node. */
+ * division would otherwise hold up the next byte's start bit), right after the SOF is queued for
+ * forwarding (main loop). */
 static volatile uint16_t sof_span;
 
 void softuart_sof(uint16_t span)
@@ -81,6 +80,7 @@ static void trim_pending_sof(void)
     if (span && trim_sof(&node.trim, span)) {
         osccal_walk(node.trim.osccal);
     }
+    softuart_dither = node.trim.dither;
 }
 #endif
 
@@ -195,10 +195,18 @@ int main(void)
         uint8_t b = 0, fe = 0;
         while (softuart_get(&b, &fe)) {
             proto_rx(&node, b, fe);
-            last_rx = softuart_clock();
 #ifndef NO_TRIM
+            /* Right after the SOF is queued, ~1-2 ticks before its start edge goes out. Forwarding comes
+             * first, because every cycle before proto_emit is on the hop's latency (no lag since firmware
+             * 1.3), and the trim's arithmetic (a few hundred cycles locked, a 32-bit division while
+             * acquiring) crossed a tick boundary or not depending on the clocks: the hops varied by up to a
+             * tick each, and a 64-pack snapshot spread 3.7-10 ms instead of under 1 (docs/protocol.md
+             * section 5). A locked node's new dither is in place before the SOF's first edge all the same;
+             * an acquisition step (power-on) may land in the SOF's first bits, which can cost the first
+             * frame after power-on. */
             trim_pending_sof();
 #endif
+            last_rx = softuart_clock();
         }
         /* The 16-bit clock wraps every 65536 units (>= 32 ms); this loop runs at least once per
          * IDLE overflow (<= 8 ms), so extending it here never misses a wrap. */
@@ -226,8 +234,7 @@ int main(void)
                 node.flags &= (uint8_t)~FLAG_CLOCK_FAULT;
             }
         }
-        /* the tick's dither, as the SOF just measured (before the SOF is forwarded: that waits for
-         * byte 2) or the frame's end left it */
+        /* the tick's dither, as the frame's end left it (a SOF's is set before the SOF is forwarded) */
         softuart_dither = node.trim.dither;
 #else
         node.frame_end = 0;
@@ -289,7 +296,7 @@ int main(void)
             }
         }
         /* Measurement steps only between frames: in a frame the TX has no slack (each byte leaves as
-         * the byte two behind it arrives), so the ~2300 cycles of use_measurement would delay the rest of
+         * soon as it has arrived), so the ~2300 cycles of use_measurement would delay the rest of
          * the frame. A measurement under way waits, its last conversion in the ADC, until the frame ends. */
         if (!in_frame && adc_poll(&sums)) {
             use_measurement(&sums);

@@ -1,9 +1,10 @@
-/* Cut-through forwarding with a 2-byte lag (docs/protocol.md section 4).
+/* Cut-through forwarding without lag (protocol 1.2, docs/protocol.md section 4).
  *
- * Every received byte is (possibly) rewritten and pushed into a 2-byte hold; the oldest held byte is
- * transmitted when a third arrives. Only STATUS and the CRC depend on the CRC check at the frame's end:
- * when the CRC's last byte arrives, STATUS and the CRC's first byte are still held, so STATUS can be
- * decided before it is sent and the node never has to buffer a frame.
+ * Every received byte is (possibly) rewritten and transmitted at once: a hop costs the byte being received
+ * and a fraction of a bit. So nothing can wait for the CRC check at the frame's end: the CRC that leaves is
+ * the received one plus the difference between the CRCs of what came in and of what went out, so a
+ * corruption upstream stays in it all the way to the hub, and a node that found the frame bad names itself
+ * in the FAULT field of the next frame (section 4).
  * The tools/packmon/sim/node_model.py reference model is this same machine, line for line.
  *
  * Flash is the tight budget (6012 B): records are copied from structs whose layout is the wire's
@@ -38,12 +39,16 @@ static struct {
     uint8_t new_addr;    /* ENUMERATE: the address to take if the frame is good */
     int8_t claimed;      /* SCAN, SNAPREAD: index of the slot this node fills, -1 none */
     uint16_t crc_in, crc_out;
+    uint16_t delta;      /* CRC of what came in ^ CRC of what went out, over SOF+1 .. STATUS */
+    uint8_t done;        /* DONE was set: execute the command if the CRC proves good */
     uint8_t sent_any;    /* SOF (not CRC-covered) has been transmitted */
-    uint8_t hold[PROTO_LAG + 1];
-    uint8_t held;
     uint8_t rec[SLOT_SIZE]; /* the record this node writes into the frame, or WRITE's / SNAP's slot */
     uint8_t wlen;
 } p;
+
+/* will_do() reads WRITE's slot in place as a settings_t: aligned for it on any host (the host tests run
+ * UBSan; the AVR does not care) */
+_Static_assert(offsetof(__typeof__(p), rec) % _Alignof(settings_t) == 0, "p.rec aligned for settings_t");
 
 #define CMD (p.hdr[H_CMD])
 #define CNT (p.hdr[H_CNT])
@@ -51,7 +56,6 @@ static struct {
 void proto_reset(void)
 {
     p.in_frame = 0;
-    p.held = 0;
 }
 
 uint8_t proto_in_frame(void)
@@ -70,23 +74,13 @@ static void send(uint8_t b)
     }
 }
 
-static void push(uint8_t b)
-{
-    p.hold[p.held++] = b;
-    if (p.held > PROTO_LAG) {
-        send(p.hold[0]);
-        for (uint8_t i = 0; i < PROTO_LAG; i++) {
-            p.hold[i] = p.hold[i + 1];
-        }
-        p.held = PROTO_LAG;
-    }
-}
-
 static void error(node_t *n)
 {
     n->bad++;
     n->flags |= FLAG_RX_ERROR;
     n->frame_end = 2;
+    /* reported in the next frame's FAULT (section 4) */
+    n->fault = n->address ? n->address : FAULT_NO_ADDRESS;
 }
 
 void proto_timeout(node_t *n)
@@ -104,69 +98,63 @@ static void make_record(uint8_t index, const uint8_t *fields)
     memcpy(&p.rec[1], fields, SLOT_SIZE - 1);
 }
 
-static void finish(node_t *n)
+/* STATUS is passing: whether this node will execute the command (DONE), decided before the CRC is in;
+ * it executes only if the CRC then proves good (finish) */
+static uint8_t will_do(void)
 {
-    uint8_t status = p.hold[0]; /* the received CRC (hold[1] and the last byte) is replaced */
-    uint8_t done = 0;
-    uint8_t good = p.crc_in == 0 && !p.framing;
-    p.held = 0;
+    if (CMD == CMD_SNAP) {
+        return p.wlen >= 4;
+    }
+    if (!p.mine) {
+        return 0;
+    }
+    if (CMD == CMD_INFO || CMD == CMD_READ || CMD == CMD_CLOCK) {
+        return CNT >= 1;
+    }
+    if (CMD == CMD_WRITE) {
+        return p.wlen == SLOT_SIZE && settings_valid((const settings_t *)p.rec);
+    }
+    return CMD == CMD_IDENTIFY;
+}
+
+static void finish(node_t *n, uint8_t good)
+{
+    p.in_frame = 0;
     if (!good) {
         error(n);
-        if ((status & 0x7F) == 0) {
-            status |= n->address ? n->address : FAULT_NO_ADDRESS;
+        return;
+    }
+    n->frame_end = 1;
+    if (CMD == CMD_ENUMERATE) {
+        n->address = p.new_addr;
+    } else if (CMD == CMD_SCAN) {
+        if (p.claimed >= 0) {
+            n->address = (uint8_t)(p.claimed + 1);
+            n->flags &= (uint8_t)~LATCHED_FLAGS;
+            n->scans++;
         }
-    } else {
-        n->frame_end = 1;
-        if (CMD == CMD_ENUMERATE) {
-            n->address = p.new_addr;
-        } else if (CMD == CMD_SCAN) {
-            if (p.claimed >= 0) {
-                n->address = (uint8_t)(p.claimed + 1);
-                n->flags &= (uint8_t)~LATCHED_FLAGS;
-                n->scans++;
-            }
-        } else if (CMD == CMD_SNAP) {
-            if (p.wlen >= 4) {
-                /* wait = DELAY - NODES * HOP / 256 ticks: the frame ended here NODES hops after it ended
-                 * at node 1, so every node samples DELAY after that (section 3.5); NODES * HOP / 256
-                 * < 65536 whatever the bytes */
-                uint16_t delay = (uint16_t)(p.rec[0] | (uint16_t)p.rec[1] << 8);
-                uint16_t hops = (uint16_t)(((uint32_t)p.nodes_in * (uint16_t)(p.rec[2] | (uint16_t)p.rec[3] << 8)) >> 8);
-                n->snap_wait = delay > hops ? (uint16_t)(delay - hops) : 0;
-                n->snap_seq = p.hdr[H_SEQ];
-                n->snap = SNAP_REQUESTED;
-                done = 1;
-            }
-        } else if (p.mine) {
-            if ((CMD == CMD_INFO || CMD == CMD_READ || CMD == CMD_CLOCK) && CNT >= 1) {
-                done = 1;
-            } else if (CMD == CMD_IDENTIFY) {
-                n->identify = 1;
-                done = 1;
-            } else if (CMD == CMD_WRITE && p.wlen == SLOT_SIZE) {
-                settings_t s;
-                memcpy(&s, p.rec, SLOT_SIZE);
-                if (settings_valid(&s)) {
-                    n->settings = s;
-                    n->settings_written = 1;
-                    if (s.flags & SETTINGS_CALIBRATED) {
-                        n->flags &= (uint8_t)~FLAG_NOT_CALIBRATED;
-                    } else {
-                        n->flags |= FLAG_NOT_CALIBRATED;
-                    }
-                    done = 1;
-                }
+    } else if (p.done) {
+        if (CMD == CMD_SNAP) {
+            /* wait = DELAY - NODES * HOP / 256 ticks: the frame ended here NODES hops after it ended
+             * at node 1, so every node samples DELAY after that (section 3.5); NODES * HOP / 256
+             * < 65536 whatever the bytes */
+            uint16_t delay = (uint16_t)(p.rec[0] | (uint16_t)p.rec[1] << 8);
+            uint16_t hops = (uint16_t)(((uint32_t)p.nodes_in * (uint16_t)(p.rec[2] | (uint16_t)p.rec[3] << 8)) >> 8);
+            n->snap_wait = delay > hops ? (uint16_t)(delay - hops) : 0;
+            n->snap_seq = p.hdr[H_SEQ];
+            n->snap = SNAP_REQUESTED;
+        } else if (CMD == CMD_IDENTIFY) {
+            n->identify = 1;
+        } else if (CMD == CMD_WRITE) {
+            memcpy(&n->settings, p.rec, SLOT_SIZE);
+            n->settings_written = 1;
+            if (n->settings.flags & SETTINGS_CALIBRATED) {
+                n->flags &= (uint8_t)~FLAG_NOT_CALIBRATED;
+            } else {
+                n->flags |= FLAG_NOT_CALIBRATED;
             }
         }
     }
-    if (done) {
-        status |= STATUS_DONE;
-    }
-    send(status);
-    uint16_t crc = p.crc_out;
-    send((uint8_t)(crc >> 8));
-    send((uint8_t)crc);
-    p.in_frame = 0;
 }
 
 /* The record an addressed INFO/READ/CLOCK, or a SNAPREAD, puts in the frame: prepared once CNT is known */
@@ -207,13 +195,12 @@ void proto_rx(node_t *n, uint8_t b, uint8_t framing_error)
         p.crc_in = CRC16_INIT;
         p.crc_out = CRC16_INIT;
         p.sent_any = 0;
-        p.held = 0;
         p.framing = 0;
         p.claimed = -1;
         p.mine = 0;
         p.wlen = 0;
         CMD = 0;
-        push(b);
+        send(b);
         return;
     }
 
@@ -261,10 +248,34 @@ void proto_rx(node_t *n, uint8_t b, uint8_t framing_error)
         if (t == 0) {
             p.nodes_in = b;
             b = (b == 255) ? 255 : (uint8_t)(b + 1); /* NODES */
-        } else if (t == 3) {
-            finish(n); /* the CRC's low byte: the frame is complete (held: STATUS, CRC high) */
+        } else if (t == 1) {
+            /* STATUS. FAULT: the first node that found the frame before this one bad names itself; a node
+             * further down drops its own report, as the fault upstream explains it */
+            if (!(b & 0x7F)) {
+                b |= n->fault;
+            }
+            n->fault = 0;
+            p.done = will_do();
+            if (p.done) {
+                b |= STATUS_DONE;
+            }
+            send(b);
+            p.delta = p.crc_in ^ p.crc_out;
             return;
+        } else {
+            /* the CRC: what came in, corrected by what this node changed (delta), so that an error
+             * upstream stays in it; the CRC register over a good frame ends at 0 */
+            b ^= (uint8_t)(t == 2 ? p.delta >> 8 : p.delta);
+            if (t == 3) {
+                uint8_t good = p.crc_in == 0 && !p.framing;
+                if (!good && p.crc_in == 0) {
+                    b ^= 0xFF; /* a framing error in a frame whose bytes check: make the hub see it too */
+                }
+                send(b);
+                finish(n, good);
+                return;
+            }
         }
     }
-    push(b);
+    send(b);
 }

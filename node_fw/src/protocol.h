@@ -19,7 +19,6 @@
 #define CMD_SNAPREAD 0x09 /* protocol 1.1: read the snapshot, slot = address (section 3.5) */
 #define MAX_SLOTS 64
 #define SLOT_SIZE 8
-#define PROTO_LAG 2
 #define FAULT_NO_ADDRESS 127
 #define STATUS_DONE 0x80
 
@@ -67,6 +66,7 @@ typedef struct {
     uint8_t identify;         /* IDENTIFY was received */
     uint8_t settings_written; /* WRITE applied: store to EEPROM */
     uint8_t frame_end;        /* a frame ended: 1 with a good CRC at this node, 2 bad (for the trim) */
+    uint8_t fault;            /* the last frame was bad here: FAULT for the next frame's STATUS (section 4) */
     trim_t trim;              /* the clock trim, reported by CLOCK (section 3.4) */
 } node_t;
 

@@ -3,8 +3,9 @@
  * Input: 2 bytes of node state (the first: address, and whether the node holds a finished snapshot for
  * SNAPREAD to report), then a byte stream; a byte 0xFE followed by k makes the next k-th byte
  * arrive with a framing error, and 0xFD k ends the line with a timeout. After the stream the line goes
- * silent, and a good ENUMERATE must then be forwarded correctly: no input may leave the node in a state
- * where it stops forwarding valid frames. ASan/UBSan catch out-of-bounds and undefined behaviour. */
+ * silent, and a good ENUMERATE must then be forwarded correctly, carrying the node's report of a bad frame
+ * (if any) in FAULT once: no input may leave the node in a state where it stops forwarding valid frames.
+ * ASan/UBSan catch out-of-bounds and undefined behaviour. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,12 +62,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         proto_rx(&n, data[i], in == fe_at);
         in++;
     }
-    /* a node emits at most what it received plus the 2 CRC bytes it rewrites */
-    if (n_out > in + 2) {
+    /* no lag (protocol 1.2): a node emits at most one byte for each it received */
+    if (n_out > in) {
         abort();
     }
     proto_timeout(&n);
     if (proto_in_frame()) {
+        abort();
+    }
+    uint8_t pending = n.fault; /* a bad frame above: reported in the next frame's FAULT */
+    if (pending != 0 && pending != (n.address ? n.address : 127)) {
         abort();
     }
     static const uint8_t enumerate[] = {0xA5, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0xE1, 0xE1};
@@ -76,6 +81,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (n_out != 9 || out[0] != 0xA5 || out[3] != 1 || out[5] != 1 || crc16(out + 1, 8) != 0 || n.address != 1) {
         abort(); /* the node no longer forwards a good frame correctly */
+    }
+    if ((out[6] & 0x7F) != pending || n.fault != 0) {
+        abort(); /* the report went out once, in the frame after the bad one */
     }
     return 0;
 }

@@ -71,7 +71,7 @@ static int same_state(const node_t *a, const node_t *b)
            a->settings.flags == b->settings.flags && a->settings.reserved == b->settings.reserved &&
            a->identify == b->identify && a->snap == b->snap && a->snap_seq == b->snap_seq &&
            a->snap_wait == b->snap_wait && a->snap_flags == b->snap_flags && a->snap_mv == b->snap_mv &&
-           a->snap_temp == b->snap_temp && a->snap_bad == b->snap_bad;
+           a->snap_temp == b->snap_temp && a->snap_bad == b->snap_bad && a->fault == b->fault;
 }
 
 static int test_frame_vectors(void)
@@ -82,9 +82,18 @@ static int test_frame_vectors(void)
         node_t n = v->given;
         proto_reset();
         n_emitted = 0;
+        uint16_t lagged = 0;
         for (uint16_t k = 0; k < v->in_len; k++) {
+            uint16_t before = n_emitted;
+            uint8_t inside = proto_in_frame() || v->in[k] == PROTO_SOF;
             proto_rx(&n, v->in[k], (int)k == v->framing_at);
+            /* no lag (protocol 1.2, section 4): a byte of a frame leaves as it arrives, or not at all (a bad
+             * header stops the frame) */
+            if (inside && n_emitted != before + 1 && proto_in_frame()) {
+                lagged++;
+            }
         }
+        CHECK(lagged == 0, "vector %s: %u bytes did not leave as they arrived", v->name, lagged);
         if (v->timeout) {
             proto_timeout(&n);
         }

@@ -75,21 +75,36 @@ def test_soc_resync_with_a_modelled_ina228(mosquitto, subscriber_factory, tmp_pa
     assert '"estimator"' in (tmp_path / "state.json").read_text()
 
 
-def test_bank_snapshot_on_the_real_runtime(mosquitto, subscriber_factory, tmp_path) -> None:
-    """With a shunt and a battery block the hub takes a bank snapshot each cycle (hub/snapshot.py, protocol.md
-    3.5) under `micropython` too: a firmware-1.1 node at position 2 leaves its slot empty, which is said once
-    on P/error naming the position, while the scans go on."""
+def _snapshot_errors(mosquitto, subscriber_factory, tmp_path, eng: ModelRing) -> tuple[list[bytes], dict]:
+    """8 cycles of a hub with a shunt and a battery block (so with the bank snapshot) under `micropython` on
+    `eng`: the P/error texts about the snapshot, and the last retained values."""
     sub = subscriber_factory(mosquitto.port, f"{P}/#")
     model = ina.make_model("ina228", 0.0005, lambda t: -3.0, time.monotonic)
-    eng = ModelRing(4, mv=list(MV), temp=list(TEMP))
-    eng.nodes[1].s.fw = (1, 1)
     c = cfg(mosquitto.port, scan_interval_s=0.5, stale_after_s=2, state_file=str(tmp_path / "state.json"),
             shunt={"enabled": True, "chip": "ina228", "shunt_ohms": 0.0005, "max_current_a": 200},
             battery={"enabled": True, "chemistry": "nmc", "capacity_ah": 100})
     with mpy_hub.MpyHub(eng, c, cycles=8, i2c_model=model, heap=mpy_hub.heap_for(c)) as hub:
         assert hub.wait(120) == 0, "\n".join(hub.lines[-20:])
     sub.wait_for(lambda s: f"{P}/pack/4/voltage" in s.latest)
-    errors = [m for t, m, _ in sub.messages if t == f"{P}/error"]
-    snap = [m for m in errors if b"snapshot" in m]
-    assert len(snap) == 1 and b"1 of 4 positions did not take it (2)" in snap[0], errors
-    assert sub.latest[f"{P}/pack/2/voltage"] == b"3.321"  # its regular reading, published as before
+    return [m for t, m, _ in sub.messages if t == f"{P}/error" and b"snapshot" in m], sub.latest
+
+
+def test_bank_snapshot_on_the_real_runtime(mosquitto, subscriber_factory, tmp_path) -> None:
+    """With a shunt and a battery block the hub takes a bank snapshot each cycle (hub/snapshot.py, protocol.md
+    3.5) under `micropython` too: a node at position 2 whose snapshot never comes back leaves its slot empty,
+    which is said once on P/error naming the position, while the scans go on."""
+    eng = ModelRing(4, mv=list(MV), temp=list(TEMP))
+    eng.nodes[1].take_snapshot = lambda: False  # type: ignore[method-assign]
+    snap, latest = _snapshot_errors(mosquitto, subscriber_factory, tmp_path, eng)
+    assert len(snap) == 1 and b"1 of 4 positions did not take it (2)" in snap[0], snap
+    assert latest[f"{P}/pack/2/voltage"] == b"3.321"  # its regular reading, published as before
+
+
+def test_bank_snapshot_refused_on_a_ring_with_old_firmware(mosquitto, subscriber_factory, tmp_path) -> None:
+    """A node of firmware 1.2 (2-byte lag) at position 2: the hub reads every position's version once, refuses
+    snapshots on this ring and says so once, naming the position; the scans go on."""
+    eng = ModelRing(4, mv=list(MV), temp=list(TEMP))
+    eng.nodes[1].s.fw = (1, 2)
+    snap, latest = _snapshot_errors(mosquitto, subscriber_factory, tmp_path, eng)
+    assert len(snap) == 1 and b"refused: position(s) 2 run firmware before 1.3" in snap[0], snap
+    assert latest[f"{P}/pack/2/voltage"] == b"3.321"

@@ -333,11 +333,34 @@ def test_ring_fault_names_the_hop(sim, run) -> None:
         return orig(b, framing_error)
 
     node.feed = feed  # type: ignore[method-assign]
-    r = run("ring", "scan", "--port", sim.port, "--retries", "0")
+    # protocol 1.2: the first SCAN fails its CRC (node 3 passes the error on); node 3 names itself in the
+    # next frame, which this hop corrupts too, so the hop comes as the failed frame's (unverified) hint
+    r = run("ring", "scan", "--port", sim.port, "--retries", "1")
     assert r.rc == 1
-    assert "SCAN failed 1 time" in r.err
-    assert "ring_fault: corrupted on the hop into node 3 (from node 2)" in r.err
-    assert "errors: ring_fault 1" in r.err
+    assert "SCAN failed 2 times" in r.err
+    assert "the frame names node 3, which found the frame before it corrupted on the hop into it" in r.err
+    assert "that hop's wiring/isolator corrupts bytes" in r.err
+    assert "errors: bad_crc 2" in r.err
+
+
+def test_ring_fault_names_a_passing_fault(sim, run) -> None:
+    node = sim.engine.nodes[2]
+    orig = node.feed
+    hit = {"n": 0}
+
+    def feed(b: int, framing_error: bool = False) -> bytes:
+        if node._pos == 20 and node._cmd == codec.CMD_SCAN and not hit["n"]:  # one SCAN corrupted into node 3
+            hit["n"] += 1
+            b ^= 0x10
+        return orig(b, framing_error)
+
+    node.feed = feed  # type: ignore[method-assign]
+    r = run("ring", "scan", "--port", sim.port, "--retries", "1")
+    assert r.rc == 1
+    assert "ring_fault: node 3 reports a frame corrupted on the hop into it (from node 2)" in r.err
+    assert "errors: bad_crc 1, ring_fault 1" in r.err
+    r = run("ring", "scan", "--port", sim.port, "--retries", "0")
+    assert r.rc == 0, r.err
 
 
 def test_unexpected_address(sim, run) -> None:
@@ -459,8 +482,12 @@ def test_bridge_passes_garbage_and_partial_frames_like_a_ring() -> None:
         ser.reset_input_buffer()
         ser.write(b"\x00\x13" + codec.encode(codec.CMD_ENUMERATE, 2, 0, 0))
         ans = ser.read(9)
-        assert codec.decode(ans)["addr"] == 2
-        assert b.exchanges == 2
+        # protocol 1.2: the next frame carries node 1's report of the frame that broke off (no address yet)
+        assert len(ans) == 9 and codec.check(ans, 9) == codec.ERR_RING_FAULT
+        assert codec.fault_of(ans) == codec.FAULT_NO_ADDRESS
+        ser.write(codec.encode(codec.CMD_ENUMERATE, 3, 0, 0))
+        assert codec.decode(ser.read(9))["addr"] == 2
+        assert b.exchanges == 3
 
 
 def test_bridge_paces_like_the_wire() -> None:

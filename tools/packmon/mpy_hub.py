@@ -59,7 +59,7 @@ def build_mpy(out: Path) -> Path:
 # never less than the 100 KB an ESP32 without PSRAM leaves the hub. TLS: the unix port's mbedTLS takes its
 # records and certificates from the GC heap (on the ESP32 they come from ESP-IDF's heap): 256 KB in all, as
 # tests/mpy/test_mpy_tls.py has always run (heap_matrix.py does not measure TLS).
-BASE_MIN_HEAP_KB = 80
+BASE_MIN_HEAP_KB = 84  # measured 2026-12-06 (84 KB already before protocol 1.2's hub changes, +0.3 KB live)
 FEATURE_HEAP_KB = {"discovery": 16, "shunt": 40, "battery": 48, "outputs": 36, "tls": 172}
 MARGIN_KB = 4
 BOARD_HEAP_KB = 100

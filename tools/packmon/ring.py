@@ -189,8 +189,12 @@ class Console:
             return head + str(e) + ": that hop's wiring/isolator corrupts bytes" + tail
         if name == "bad_crc":
             last = self.n if self.n else "N"
-            return (head + f"answers failed the CRC check — corrupted on the last hop (node {last} TX -> hub RX) "
-                    "or a noisy line" + tail)
+            if e.fault:
+                return head + "answers failed the CRC check: " + str(e).split(": ", 1)[-1] + \
+                    ": that hop's wiring/isolator corrupts bytes" + tail
+            return (head + "answers failed the CRC check — corrupted on the way round (nodes of firmware 1.3 name "
+                    f"the hop in the next frame: retry), or on the last hop (node {last} TX -> hub RX), or a noisy "
+                    "line" + tail)
         if name == "inconsistent":
             return head + self._inconsistent(what) + tail
         if name == "slot_overflow":

@@ -3,7 +3,9 @@
 This is the pure-Python node the simulator uses when simavr is not installed, and the model the
 test vectors are generated from (tools/gen_vectors.py). It is deliberately written as the same
 streaming state machine the firmware runs (node_fw/src/protocol.c): one received byte in, zero or more
-transmitted bytes out, with the 2-byte lag of §4.
+transmitted bytes out. Firmware 1.3 (protocol 1.2) forwards every byte as it arrives and reports a bad
+frame in the next frame's FAULT (§4); a node given an older firmware version forwards as those did, with
+a 2-byte lag and FAULT in the bad frame itself, so that mixed rings can be modelled.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ CMD_SNAP = 0x08  # protocol 1.1: every node samples at one instant (docs/protoco
 CMD_SNAPREAD = 0x09  # protocol 1.1: the snapshot, in the slot of each node's address
 MAX_SLOTS = 64
 SLOT_SIZE = 8
-LAG = 2
+LAG = 0  # protocol 1.2; firmware before 1.3: 2 (LEGACY_LAG)
+LEGACY_LAG = 2
 FAULT_NO_ADDRESS = 127
 
 FLAG_SENSOR_FAULT = 0x01
@@ -38,7 +41,8 @@ LATCHED_FLAGS = FLAG_RESET_POWER | FLAG_RESET_BROWNOUT | FLAG_RESET_WATCHDOG | F
 
 SETTINGS_CALIBRATED = 0x01
 TEMP_NONE = -32768
-FW_VERSION = (1, 2)
+FW_VERSION = (1, 3)
+ZERO_LAG_FW = (1, 3)  # the first firmware that forwards without lag (protocol 1.2)
 
 # NodeState.snap (node_fw/src/protocol.h)
 SNAP_NONE = 0
@@ -127,6 +131,7 @@ class NodeState:
     snap_mv: int = 0
     snap_temp: int = 0
     snap_bad: int = 0
+    fault: int = 0  # firmware 1.3: the last frame was bad here; FAULT for the next frame (docs/protocol.md §4)
 
 
 class NodeModel:
@@ -170,8 +175,11 @@ class NodeModel:
         self._hold = []
 
     def _error(self) -> None:
-        self.s.bad = (self.s.bad + 1) & 0xFF
-        self.s.flags |= FLAG_RX_ERROR
+        s = self.s
+        s.bad = (s.bad + 1) & 0xFF
+        s.flags |= FLAG_RX_ERROR
+        if s.fw >= ZERO_LAG_FW:
+            s.fault = s.address if s.address else FAULT_NO_ADDRESS
 
     def timeout(self) -> None:
         """The line went silent for 3 byte times."""
@@ -181,7 +189,7 @@ class NodeModel:
 
     def _push(self, byte: int, out: list[int]) -> None:
         self._hold.append(byte)
-        if len(self._hold) > LAG:
+        if len(self._hold) > self._lag:
             self._send(self._hold.pop(0), out)
 
     def _send(self, byte: int, out: list[int]) -> None:
@@ -196,6 +204,7 @@ class NodeModel:
             if byte != SOF:
                 return b""
             self._hunting = False
+            self._lag = LAG if self.s.fw >= ZERO_LAG_FW else LEGACY_LAG
             self._pos = 0
             self._crc_in = 0xFFFF
             self._crc_out = 0xFFFF
@@ -253,13 +262,76 @@ class NodeModel:
         elif pos == self._end:
             self._nodes_in = byte
             byte = min(byte + 1, 255)  # NODES
-        elif pos == self._end + 3:  # CRC low byte: the frame is complete (held: STATUS, CRC high)
-            self._finish(out)
+        elif self._lag == LEGACY_LAG:
+            if pos == self._end + 3:  # CRC low byte: the frame is complete (held: STATUS, CRC high)
+                self._finish(out)
+                return bytes(out)
+        elif pos == self._end + 1:  # STATUS: FAULT of the frame before; DONE decided before the CRC is in
+            if byte & 0x7F == 0:
+                byte |= s.fault
+            s.fault = 0  # reported, or a node upstream reported first (its fault explains this one's)
+            self._done = self._will_do()
+            if self._done:
+                byte |= 0x80
+            self._send(byte, out)
+            self._delta = self._crc_in ^ self._crc_out
             return bytes(out)
+        else:  # the CRC: as received, corrected by what this node changed, so an error upstream stays in it
+            byte ^= (self._delta >> 8) if pos == self._end + 2 else (self._delta & 0xFF)
+            if pos == self._end + 3:
+                good = self._crc_in == 0 and not self._framing
+                if not good and self._crc_in == 0:
+                    byte ^= 0xFF  # a framing error in a frame whose bytes check: the hub must see it too
+                self._send(byte, out)
+                self._apply(good)
+                self._hunting = True
+                return bytes(out)
         self._push(byte, out)
         return bytes(out)
 
+    def _will_do(self) -> bool:
+        """Whether this node executes the command (DONE), decided as STATUS passes (firmware 1.3)."""
+        s = self.s
+        if self._cmd == CMD_SNAP:
+            return len(self._payload) >= 4
+        if not (s.address != 0 and self._addr == s.address):
+            return False
+        if self._cmd in (CMD_INFO, CMD_READ, CMD_CLOCK):
+            return self._cnt >= 1
+        if self._cmd == CMD_WRITE:
+            return len(self._payload) == SLOT_SIZE and Settings.unpack(self._payload).valid()
+        return self._cmd == CMD_IDENTIFY
+
+    def _apply(self, good: bool) -> None:
+        """The frame has ended at a firmware 1.3 node: act on it if its CRC was good here."""
+        s = self.s
+        if not good:
+            self._error()
+            return
+        if self._cmd == CMD_ENUMERATE:
+            s.address = self._new_addr
+        elif self._cmd == CMD_SCAN:
+            if self._claimed >= 0:
+                s.address = self._claimed + 1
+                s.flags &= ~LATCHED_FLAGS
+                s.scans = (s.scans + 1) & 0xFF
+        elif self._done:
+            if self._cmd == CMD_SNAP:
+                delay, hop = struct.unpack_from("<HH", self._payload)
+                s.snap_wait = max(delay - ((self._nodes_in * hop) >> 8), 0)
+                s.snap_seq = self._seq
+                s.snap = SNAP_REQUESTED
+            elif self._cmd == CMD_IDENTIFY:
+                s.identify = True
+            elif self._cmd == CMD_WRITE:
+                s.settings = Settings.unpack(self._payload)
+                if s.settings.flags & SETTINGS_CALIBRATED:
+                    s.flags &= ~FLAG_NOT_CALIBRATED
+                else:
+                    s.flags |= FLAG_NOT_CALIBRATED
+
     def _finish(self, out: list[int]) -> None:
+        """The frame has ended at a node before firmware 1.3 (2-byte lag): STATUS and the CRC are still held."""
         s = self.s
         status = self._hold[0]
         self._hold = []
