@@ -131,6 +131,9 @@ def test_out_of_range_and_wrong_chip(mosquitto, subscriber_factory, clock, tmp_p
     amps[0] = 260.0
     rig.cycles(4)
     sub.wait_for(lambda s: s.latest.get(f"{P}/bank/current") == b"")
+    # the cycles' messages may still be on their way: wait for the last cycle's shunt state (a race that
+    # failed CI once, reading an earlier cycle's count of 0)
+    sub.wait_for(lambda s: json.loads(s.latest.get(f"{P}/shunt", b"{}") or b"{}").get("out_of_range", 0) >= 3)
     errors = [m for t, m, _ in sub.messages if t == f"{P}/error"]
     assert len(errors) == 1 and b"reading out of range" in errors[0]
     assert json.loads(sub.latest[f"{P}/shunt"])["out_of_range"] >= 3
