@@ -234,7 +234,8 @@ int main(void)
                 node.flags &= (uint8_t)~FLAG_CLOCK_FAULT;
             }
         }
-        /* the tick's dither, as the frame's end left it (a SOF's is set before the SOF is forwarded) */
+        /* the tick's dither, as the frame's end left it (a SOF's is set by trim_pending_sof, right after
+         * the SOF is queued) */
         softuart_dither = node.trim.dither;
 #else
         node.frame_end = 0;
