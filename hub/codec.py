@@ -22,6 +22,14 @@ CMD_CLOCK = const(0x07)  # firmware 1.1: the node's clock trim (docs/protocol.md
 CMD_SNAP = const(0x08)  # protocol 1.1 (firmware 1.2): every node samples at one instant (3.5)
 CMD_SNAPREAD = const(0x09)  # protocol 1.1: the snapshot, in the slot of each node's address (3.5)
 SNAP_TICK_HZ = const(38400)  # SNAP's DELAY counts 1/38400 s; HOP counts 1/256 of that
+# protocol 1.3 (firmware 1.4, docs/protocol.md 3.5): the hub sends a SNAP with two stop bits (11 bit times,
+# 44 ticks, a byte) and 8 slots: SOF to last byte 72 * 44 ticks (83 ms), the crystal's time that every node
+# times its own clock by. Each node adds its hop (HOP and its own deviation) to ELAPSED (u24, 1/256 tick; the
+# hub sends 128, so that the nodes' truncation to whole ticks rounds).
+SNAP_STOP_BITS = const(2)
+SNAP_CNT = const(8)
+SNAP_ELAPSED0 = const(128)
+SNAP_MAX_DELAY = const(16384)  # ticks (~0.43 s): beyond it a node's arithmetic overflows (3.5)
 MAX_SLOTS = const(64)
 SLOT_SIZE = const(8)
 HEADER_SIZE = const(5)  # SOF CMD SEQ ADDR CNT
@@ -258,15 +266,24 @@ def rec_scans(buf, o):
     return buf[o + 7]  # SNAPREAD: the SEQ of the SNAP the values were sampled for
 
 
-def build_snap(buf, seq, delay, hop):
+def snap_elapsed(buf):
+    """A SNAP's ELAPSED as it came back: 1/256 tick, SNAP_ELAPSED0 plus every node's hop."""
+    o = HEADER_SIZE + 5
+    return buf[o] | buf[o + 1] << 8 | buf[o + 2] << 16
+
+
+def build_snap(buf, seq, delay, hop, cnt=SNAP_CNT):
     """A SNAP request (docs/protocol.md 3.5) in buf: every node samples `delay` ticks (1/38400 s) after the
-    frame ended at node 1; a node k hops down waits delay - k*hop/256 ticks. Returns its length."""
-    n = build(buf, CMD_SNAP, seq, 0, 1)
+    frame ended at node 1; a node waits delay - ELAPSED/256 ticks, ELAPSED being what the hops before it
+    added (hop each, corrected for their clocks). It is sent with two stop bits (SNAP_STOP_BITS). Returns its
+    length."""
+    n = build(buf, CMD_SNAP, seq, 0, cnt)
     o = HEADER_SIZE
     buf[o] = delay & 0xFF
     buf[o + 1] = (delay >> 8) & 0xFF
     buf[o + 2] = hop & 0xFF
     buf[o + 3] = (hop >> 8) & 0xFF
+    buf[o + 5] = SNAP_ELAPSED0
     crc = crc16(buf, 1, n - 2)
     buf[n - 2] = crc >> 8
     buf[n - 1] = crc & 0xFF

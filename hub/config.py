@@ -44,9 +44,10 @@ DEFAULTS = {
     "battery": {"enabled": False},
     # the bank snapshot (docs/protocol.md 3.5): every pack sampled at one instant, lined up with the shunt's
     # reading, for the per-pack resistance. enabled null: on with the shunt and battery blocks. hop_us: the ring's delay
-    # per node: firmware 1.3 forwards a byte 11.5 bit times after its start edge (1198 us at 9600 baud; simavr
-    # 1.19-1.22 ms), plus the coupler's falling-edge delay (firmware 1.2, with its 2-byte lag: ~3.3 ms)
-    "snapshot": {"enabled": None, "hop_us": 1205},
+    # per node at the hub's clock rate (firmware 1.4 corrects each node's own: protocol 1.3's ELAPSED): a byte
+    # leaves ~11.2 bit times after its start edge came in (simavr 1.16-1.18 ms), plus the coupler's falling-edge
+    # delay. At most 5000: HOP is a u16 of 1/256 tick, and a node's wait arithmetic holds DELAY <= 16384 ticks
+    "snapshot": {"enabled": None, "hop_us": 1165},
     "state_file": "/state.json",  # energy counters and other state kept across a reset (hub/persist.py)
     "watchdog_s": 30,
     "log_level": "info",
@@ -270,7 +271,7 @@ def validate(raw, need_wifi=True):
     sn = cfg["snapshot"]["enabled"]
     if sn is not None and not isinstance(sn, bool):
         problems.append("snapshot.enabled: must be true, false or null (null: on with the shunt and battery blocks)")
-    _num(cfg, "snapshot.hop_us", 500, 20000, problems, True)
+    _num(cfg, "snapshot.hop_us", 500, 5000, problems, True)
     _str(cfg, "state_file", problems, True)
     _num(cfg, "watchdog_s", 0, 600, problems)
     if cfg["log_level"] not in LOG_LEVELS:

@@ -157,6 +157,22 @@ class _FedSock:
         self.s.close()
 
 
+class RingUart:
+    """machine.UART for the ring: its own write and readinto (bound, no extra call on the hot path), plus
+    stop_bits(n), which the ring driver calls around a SNAP (sent with two stop bits, docs/protocol.md 3.5).
+    init() is given every setting the hub opened the UART with, so none falls back to a default."""
+
+    def __init__(self, uart, ucfg):
+        self._u = uart
+        self._cfg = ucfg
+        self.write = uart.write
+        self.readinto = uart.readinto
+
+    def stop_bits(self, n):
+        c = self._cfg
+        self._u.init(baudrate=c["baud"], bits=8, parity=None, stop=n, tx=c["tx"], rx=c["rx"], timeout=0)
+
+
 class BoardPort(Port):
     """The ESP32 (NodeMCU-32S)."""
 
@@ -184,7 +200,8 @@ class BoardPort(Port):
                 if o["pin"] is not None:
                     machine.Pin(o["pin"], machine.Pin.OUT, value=1 if o["inverted"] else 0)
         u = cfg["uart"]
-        self.uart = machine.UART(u["id"], baudrate=u["baud"], tx=u["tx"], rx=u["rx"], timeout=0, rxbuf=1024)
+        self.uart = RingUart(machine.UART(u["id"], baudrate=u["baud"], tx=u["tx"], rx=u["rx"], timeout=0, rxbuf=1024),
+                             u)
         self.clock = SystemClock()
         self._wdt = machine.WDT(timeout=int(wd * 1000)) if wd else None
         self.watchdog_ms = int(wd * 1000)

@@ -40,7 +40,7 @@ class Ring:
         self.tx = bytearray(codec.MAX_FRAME)
         self.rx = bytearray(codec.MAX_FRAME + 64)
         self._chunk = bytearray(64)
-        self._snap = bytearray(codec.SLOT_SIZE)  # SNAP's parameter slot, reused
+        self._snap = bytearray(codec.SLOT_SIZE * codec.SNAP_CNT)  # SNAP's slots (the first its parameters), reused
         self._tx_view = None  # memoryview of the last request length, kept: slicing allocates
         self._tx_view_n = -1
         self.rx_len = 0
@@ -198,14 +198,24 @@ class Ring:
 
     def snap(self, n, delay, hop256):
         """SNAP (docs/protocol.md 3.5): every node samples `delay` ticks (1/38400 s) after the frame ended at
-        node 1, a node k hops down waiting delay - k*hop256/256. Returns the snapshot's number (this SEQ); the
-        ring must stay quiet until the nodes have measured."""
+        node 1, a node waiting delay - ELAPSED/256, ELAPSED being the hops before it (hop256 each, in 1/256
+        tick, corrected for each node's clock). Sent with two stop bits, where the UART can (stop_bits): the
+        nodes time their clocks by its bytes. Returns the snapshot's number (this SEQ); the ring must stay
+        quiet until the nodes have measured."""
         p = self._snap
         p[0] = delay & 0xFF
         p[1] = (delay >> 8) & 0xFF
         p[2] = hop256 & 0xFF
         p[3] = (hop256 >> 8) & 0xFF
-        self.request(codec.CMD_SNAP, 0, 1, p, n)
+        p[5] = codec.SNAP_ELAPSED0
+        stop = getattr(self.uart, "stop_bits", None)
+        if stop:
+            stop(codec.SNAP_STOP_BITS)
+        try:
+            self.request(codec.CMD_SNAP, 0, codec.SNAP_CNT, p, n)
+        finally:
+            if stop:
+                stop(1)
         return self.seq
 
     def snapread(self, n):

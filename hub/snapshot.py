@@ -11,9 +11,10 @@
 # SNAPREAD lost to noise is retried twice (a corrupted frame, then the one that reports where, protocol.md
 # §4); then the snapshot is reported lost for the cycle (valid False), never replaced by older values.
 # Before its first snapshot of a ring, and again after an ENUMERATE, a node's reset or a new pack count, the
-# hub reads every node's firmware version with INFO: a node before 1.3 forwards with a 2-byte lag
-# (protocol.md §4), so one HOP cannot time every node's wait, and the hub refuses snapshots on such a ring,
-# naming the positions, rather than present readings as simultaneous that are not.
+# hub reads every node's firmware version with INFO: a node before 1.4 neither times the SNAP by its bytes nor
+# adds its hop to ELAPSED (protocol.md §3.5), so the nodes after it would sample a hop or more off, and the hub
+# refuses snapshots on such a ring, naming the positions, rather than present readings as simultaneous that are
+# not.
 # Loaded only when enabled (hub.features); nothing here allocates per cycle but the error text on a change.
 from array import array
 
@@ -50,10 +51,10 @@ class Snapshot:
         self.problem = ""
         self.fw_n = -1  # the pack count whose firmware versions were read (-1: not yet)
         self.fw_sig = -1  # enumerations + resets seen when they were read (step(): read again when it moves)
-        self.old = ""  # positions running firmware before 1.3 ("" none): snapshots refused
+        self.old = ""  # positions running firmware before 1.4 ("" none): snapshots refused
 
     def _check_firmware(self, ring, n, feed):
-        """True when every position answered INFO (self.old: those before firmware 1.3); repeated next cycle if
+        """True when every position answered INFO (self.old: those before firmware 1.4); repeated next cycle if
         not."""
         import sys
 
@@ -78,18 +79,29 @@ class Snapshot:
         self.n = n
         for i in range(n):
             self.ok[i] = 0
-        if self.fw_n != n and not self._check_firmware(ring, n, feed):
+        warm = self.fw_n != n  # the ring was (re)started: enumerated, a node reset, a new pack count
+        if warm and not self._check_firmware(ring, n, feed):
             self.lost += 1
             at_instant()  # the shunt is still read once in the cycle
             return False
         if self.old:
-            self.problem = "ring: snapshots refused: position(s) %s run firmware before 1.3, whose hop the snapshot " \
-                "cannot time (docs/protocol.md §4); update them: no simultaneous readings" % self.old
+            self.problem = "ring: snapshots refused: position(s) %s run firmware before 1.4, which cannot time the " \
+                "snapshot (docs/protocol.md §3.5); update them: no simultaneous readings" % self.old
             at_instant()
             return False
         delay = self.delay_ticks(n)
         # the instant is DELAY after the frame ended at node 1, about when the hub's last byte ended
-        lead = (codec.frame_len(1) * 10 * 1000 + self.baud - 1) // self.baud + (delay * 1000 + 38399) // 38400
+        # (the SNAP's bytes take 11 bit times: two stop bits)
+        lead = (codec.frame_len(codec.SNAP_CNT) * (9 + codec.SNAP_STOP_BITS) * 1000 + self.baud - 1) // self.baud + \
+            (delay * 1000 + 38399) // 38400
+        if warm:
+            # a node adds its own clock's correction to ELAPSED only once it has timed a SNAP (protocol.md 3.5):
+            # after a start, one SNAP whose snapshot is not used (the next SNAP replaces it at the nodes)
+            try:
+                ring.snap(n, delay, self.hop256)
+            except RingError:
+                pass
+            clock.sleep_ms(lead + _MEASURE_MS)
         seq = -1
         for _ in range(3):  # a corrupted SNAP, the frame that reports where, then a clean one (protocol.md §4)
             t0 = clock.ticks_ms()

@@ -3,12 +3,12 @@
 from hub import codec
 from hub.ring import RingError
 
-_FW_SNAP = 0x0103  # firmware 1.3: protocol 1.2, whose hop one HOP describes
+_FW_SNAP = 0x0104  # firmware 1.4: protocol 1.3, which times a SNAP by its bytes and adds to ELAPSED
 
 
 def check(ring, n, feed, retry):
     """INFO to every position (64 packs: ~6 s). Returns (None, old): old is "" or the positions before firmware
-    1.3 ("3, 7 (no INFO answer)"); or (problem, None) when a position did not answer through the retries."""
+    1.4 ("3, 7 (no INFO answer)"); or (problem, None) when a position did not answer through the retries."""
     old = []
     for i in range(n):
         if feed is not None:

@@ -35,13 +35,15 @@ def mixed_ring(old: tuple[int, ...] = (2,)) -> tuple[ModelRing, Ring]:
     return eng, ring
 
 
-def test_old_nodes_leave_their_slot_empty_and_positions_after_them_still_count() -> None:
+def test_old_nodes_leave_their_slot_empty_and_add_no_hop() -> None:
     eng, ring = mixed_ring(old=(2,))
     seq = ring.snap(5, 4 * 127 + 154, 127 * 256)
     assert codec.done_of(ring.rx)
-    # NODES counts the old node too: position 4 waited DELAY - 3 hops, position 5 DELAY - 4
+    # each node of firmware 1.4 waits DELAY less ELAPSED, the hops before it; the old node adds none, so the
+    # positions after it wait one hop too long (why the hub refuses snapshots on such a ring)
     waits = [n.s.snap_wait for n in eng.nodes]
-    assert waits[0] == 4 * 127 + 154 and waits[3] == 127 + 154 and waits[4] == 154 and waits[2] == 0
+    assert waits == [4 * 127 + 154, 3 * 127 + 154, 0, 2 * 127 + 154, 127 + 154]
+    assert codec.snap_elapsed(ring.rx) == codec.SNAP_ELAPSED0 + 4 * 127 * 256
     for i in range(5):  # the packs move after the instant
         eng.set_pack(i, mv=MV[i] + 100)
     assert ring.snapread(5) == 5
@@ -71,7 +73,7 @@ def test_snap_corrupted_on_one_hop_is_not_taken_there_and_the_retry_supersedes_i
             data = bytes(out)
         return data
 
-    slot = (8192).to_bytes(2, "little") + (124 * 256).to_bytes(2, "little") + bytes(4)
+    slot = (8192).to_bytes(2, "little") + (124 * 256).to_bytes(2, "little") + bytes([0, 128, 0, 0]) + bytes(56)
     back = round_trip(make_frame(codec.CMD_SNAP, 70, 0, slot), flip_into=1)
     assert codec.check(back, len(back)) == codec.ERR_BAD_CRC
     assert [n.s.snap_seq for n in nodes] == [70, 0, 0]
@@ -96,7 +98,7 @@ def test_hub_refuses_snapshots_on_a_ring_with_old_firmware_and_names_the_positio
     sent = ring.sent
     assert not snap.take(ring, 5, clock, lambda: called.append(1))
     assert ring.sent - sent == 5  # one INFO a position
-    assert "refused: position(s) 2, 5 run firmware before 1.3" in snap.problem
+    assert "refused: position(s) 2, 5 run firmware before 1.4" in snap.problem
     assert called == [1] and not snap.valid and list(snap.ok[:5]) == [0] * 5
     sent = ring.sent
     assert not snap.take(ring, 5, clock, lambda: None)
@@ -118,7 +120,7 @@ def test_hub_snapshot_marks_missing_positions_and_reads_the_shunt_at_the_instant
     assert [snap.mv[i] for i in (0, 2, 3)] == [MV[0], MV[2], MV[3]]
     assert "positions did not take it (2, 5)" in snap.problem
     # the instant: the SNAP's own bytes plus DELAY after the hub began sending it
-    lead = codec.frame_len(1) * 10 * 1000 / 9600 + snap.delay_ticks(5) / 38.4
+    lead = codec.frame_len(codec.SNAP_CNT) * 11 * 1000 / 9600 + snap.delay_ticks(5) / 38.4
     assert len(when) == 1 and lead <= when[0] - t0 <= lead + 2
     said = snap.problem
     assert snap.take(ring, 5, clock, lambda: None) and snap.problem == said  # the same set: no new text
@@ -132,8 +134,8 @@ class _DropSnap:
         self.cmd = cmd
         self.dropped = 0
 
-    def exchange(self, tx: bytes):
-        ex = self.eng.exchange(tx)
+    def exchange(self, tx: bytes, stop_bits: int = 1):
+        ex = self.eng.exchange(tx, stop_bits)
         if tx[1] == self.cmd:
             self.dropped += 1
             ex.rx = ex.rx[:-3]  # truncated
@@ -241,19 +243,19 @@ def test_hub_reads_the_firmware_again_after_a_reset_or_an_enumerate() -> None:
                           _error=lambda now, text: errors.append(text), log=lambda level, text: None)
     sent = ring.sent
     snapshot.step(hub, 0, lambda: None)
-    assert ring.sent - sent == 5 + 2 and hub.snap.valid  # INFO x 5, SNAP, SNAPREAD
+    assert ring.sent - sent == 5 + 3 and hub.snap.valid  # INFO x 5, the warm-up SNAP, SNAP, SNAPREAD
     sent = ring.sent
     snapshot.step(hub, 0, lambda: None)
     assert ring.sent - sent == 2 and hub.snap.valid  # versions known: SNAP, SNAPREAD only
-    eng.nodes[2].s.fw = (1, 2)  # node 3 swapped for one with firmware 1.2 ...
+    eng.nodes[2].s.fw = (1, 3)  # node 3 swapped for one with firmware 1.3 ...
     hub.bank.resets[2] += 1  # ... which the scans see as a reset
     sent = ring.sent
     snapshot.step(hub, 0, lambda: None)
     assert ring.sent - sent == 5 and not hub.snap.valid
-    assert len(errors) == 1 and "position(s) 3 run firmware before 1.3" in errors[0]
+    assert len(errors) == 1 and "position(s) 3 run firmware before 1.4" in errors[0]
     snapshot.step(hub, 0, lambda: None)
     assert len(errors) == 1  # said once
-    eng.nodes[2].s.fw = (1, 3)  # updated
+    eng.nodes[2].s.fw = (1, 4)  # updated
     hub.enumerations += 1
     snapshot.step(hub, 0, lambda: None)
     assert hub.snap.valid and not hub.snap.old

@@ -68,10 +68,11 @@ def true_answer(rng: random.Random, seq: int, n: int, cmd: int = codec.CMD_SCAN)
     status = 0
     if cmd == codec.CMD_SNAP:
         slots += rng.randint(0, 0xFFFF).to_bytes(2, "little") + rng.randint(0, 0xFFFF).to_bytes(2, "little")
-        slots += bytes(4)
+        slots += bytes(1) + rng.randint(0, 0xFFFFFF).to_bytes(3, "little")  # ELAPSED: the nodes' hops (3.5)
+        slots += bytes(8 * (codec.SNAP_CNT - 1))
         status = codec.STATUS_DONE
         nodes = rng.randint(1, 64)
-        n = 1
+        n = codec.SNAP_CNT
     else:
         nodes = n
         snap = (seq - 1) & 0xFF

@@ -124,7 +124,7 @@ def ref_decode(raw: bytes) -> dict:
         out["missing"] = missing
     elif cmd == CMD_SNAP and cnt >= 1:
         delay, hop = struct.unpack_from("<HH", slots[0])
-        out["snap"] = {"delay": delay, "hop": hop}
+        out["snap"] = {"delay": delay, "hop": hop, "elapsed": int.from_bytes(slots[0][5:8], "little")}
     elif cmd == CMD_INFO and cnt == 1 and out["done"]:
         a, b, rc, bad, up = struct.unpack("<BBBBI", slots[0])
         out["info"] = {"fw_major": a, "fw_minor": b, "reset_cause": rc, "bad": bad, "uptime": up}
@@ -266,20 +266,30 @@ def main() -> None:
         "a node whose clock is beyond its trim range: state LIMIT, error -9.2 %")
     add("scan_clock_fault", make_frame(CMD_SCAN, 41, 0, bytes(8)), n4,
         "the same node's SCAN record carries CLOCK_FAULT (flags bit 7)")
-    # -- protocol 1.1: the bank snapshot (section 3.5) -----------------------------------------------
-    def snap_params(delay: int, hop: int) -> bytes:
-        return struct.pack("<HHI", delay, hop, 0)
+    # -- protocol 1.1: the bank snapshot (section 3.5; protocol 1.3: 8 slots, ELAPSED) ---------------------
+    def snap_params(delay: int, hop: int, elapsed: int = 128) -> bytes:
+        return struct.pack("<HHB", delay, hop, 0) + elapsed.to_bytes(3, "little") + bytes(8 * 7)
 
     add("snap_request", make_frame(CMD_SNAP, 50, 0, snap_params(8192, 124 * 256)), n1,
-        "SNAP: every node samples DELAY = 8192 ticks (1/38400 s: 213 ms) after the frame ended at node 1; node 1 "
-        "(NODES 0) waits all of it and sets DONE")
-    add("snap_request_node_3", make_frame(CMD_SNAP, 50, 0, snap_params(8192, 124 * 256), nodes=2, status=0x80),
-        n3, "the same SNAP at the third node: NODES = 2, so it waits 8192 - 2 * 124 = 7944 ticks")
-    add("snap_request_late", make_frame(CMD_SNAP, 51, 0, snap_params(100, 124 * 256), nodes=3), n3,
+        "SNAP (8 slots, sent with two stop bits): every node samples DELAY = 8192 ticks (1/38400 s: 213 ms) after "
+        "the frame ended at node 1; node 1 (ELAPSED 128: none yet, the hub's half tick for rounding) waits all "
+        "of it, adds its hop (HOP 124 ticks, its deviation 0) to ELAPSED and sets DONE")
+    add("snap_request_node_3", make_frame(CMD_SNAP, 50, 0, snap_params(8192, 124 * 256, 128 + 2 * 124 * 256),
+                                          nodes=2, status=0x80),
+        n3, "the same SNAP at the third node: ELAPSED = 2 hops, so it waits 8192 - 248 = 7944 ticks")
+    add("snap_request_late", make_frame(CMD_SNAP, 51, 0, snap_params(100, 124 * 256, 128 + 3 * 124 * 256),
+                                        nodes=3), n3,
         "DELAY shorter than the hops already gone: the node samples at once (wait 0)")
-    add("snap_request_fractional_hop", make_frame(CMD_SNAP, 52, 0, snap_params(8192, 31870), nodes=63), n1,
-        "HOP in 1/256 tick: 63 * 31870 / 256 = 7843.0 (floored), so the 64th node waits 8192 - 7843 = 349 ticks")
-    add("snap_request_no_slot", make_frame(CMD_SNAP, 53, 0), n1,
+    fast = copy.deepcopy(n3)
+    fast.snap_dev = -300
+    add("snap_request_elapsed_carry", make_frame(CMD_SNAP, 52, 0, snap_params(8192, 124 * 256, 0x01FFF0),
+                                                 nodes=2), fast,
+        "a node whose last SNAP found its clock fast (its hop 300/256 tick short) adds 31744 - 300 to ELAPSED "
+        "0x01fff0: the carry runs through all three bytes (0x027ac4); it waits 8192 - 511 = 7681 ticks")
+    add("snap_request_one_slot", make_frame(CMD_SNAP, 53, 0, struct.pack("<HHI", 8192, 124 * 256, 0)), n1,
+        "a SNAP as protocol 1.2 sent it (one slot, one stop bit): a node cannot time it, so it forwards it "
+        "untouched, takes nothing and sets no DONE")
+    add("snap_request_no_slot", make_frame(CMD_SNAP, 54, 0), n1,
         "SNAP without its parameter slot: forwarded, not taken, no DONE")
     add("snap_bad_crc", flip(make_frame(CMD_SNAP, 54, 0, snap_params(8192, 124 * 256)), 6, 0x02), n1,
         "a corrupted SNAP is never taken: the node keeps no request, the hub sees bad_crc, FAULT = 1 follows")
@@ -324,7 +334,7 @@ def main() -> None:
         {"data": enum_req[1:].hex(), "crc": "0000"},
     ]
     doc = {
-        "protocol": "1.2",
+        "protocol": "1.3",
         "spec": "docs/protocol.md",
         "generated_by": "tools/gen_vectors.py",
         "crc": {"name": "CRC-16/CCITT-FALSE", "poly": "0x1021", "init": "0xffff", "refin": False,

@@ -88,6 +88,6 @@
 #endif
 
 #define FW_MAJOR 1
-#define FW_MINOR 3
+#define FW_MINOR 4
 
 #endif

@@ -25,9 +25,15 @@
 #define MEASURE_EVERY ((uint32_t)(CLOCK_HZ / 5UL)) /* 5 measurements a second */
 #define BLINK_EVERY ((uint32_t)(CLOCK_HZ / 8UL))   /* LED toggles at 8 Hz: 4 blinks/s */
 #define IDENTIFY_TOGGLES 40                          /* 5 seconds */
-/* clock units per snapshot tick (1/38400 s, docs/protocol.md 3.5), times 256: 6667 at 8 MHz (+0.005 %),
- * 6875 at 8.25 MHz and 13750 at 16.5 MHz (exact) */
-#define SNAP_UNITS_256 ((uint16_t)((CLOCK_HZ * 256UL + 19200UL) / 38400UL))
+/* A hop, from a byte's start bit coming in to its start bit going out, is ~11.5 of the node's own bit
+ * times: 46 of its ticks (docs/protocol.md 5). A node whose tick is off the hub's by e makes the frame
+ * reach every node after it 46 e ticks late or early: it adds its hop, so corrected, to a SNAP's ELAPSED
+ * (section 3.5). A SNAP's SOF to its last byte is SNAP_FRAME_TICKS of the hub's crystal; on the node's
+ * clock, SNAP_SPAN0 units at the hub's rate. */
+#define SNAP_HOP_TICKS 46
+#define SNAP_SPAN0 ((uint32_t)SNAP_FRAME_TICKS * TICK_COUNTS)
+/* ELAPSED's units (1/256 tick) per 8 clock units that the span is short of SNAP_SPAN0, times 32 */
+#define SNAP_DEV_MUL ((int16_t)((SNAP_HOP_TICKS * 256L * 256L + SNAP_SPAN0 / 2) / SNAP_SPAN0))
 
 static node_t node;
 
@@ -135,7 +141,7 @@ static void use_measurement(const adc_sums_t *m)
     node.temp = t;
     node.flags = flags;
     if (node.snap == SNAP_MEASURING) {
-        memcpy(&node.snap_flags, &node.flags, 6); /* flags, mv, temp, bad: the SNAPREAD record's layout */
+        bytes_copy(&node.snap_flags, &node.flags, 6); /* flags, mv, temp, bad: the SNAPREAD record's layout */
         node.snap = SNAP_READY;
     }
 }
@@ -181,11 +187,12 @@ int main(void)
     uint16_t last_rx = last;
     uint32_t time = 0; /* clock units since start, wrapping (every 71 min at 8 MHz): differences only */
     uint32_t last_measure = 0 - MEASURE_EVERY, last_blink = 0;
-    uint32_t sub_second = 0;
+    uint32_t second_at = 0; /* when uptime last counted a second */
+    uint16_t sof_at = 0; /* when this frame's SOF came in */
     uint8_t blinks = 0;
     adc_sums_t sums;
 #ifndef NO_TRIM
-    uint32_t trim_store_at = TRIM_STORE_FIRST_S;
+    uint16_t trim_store_at = TRIM_STORE_FIRST_S; /* uptime's low 16 bits (6 h apart: no ambiguity) */
     uint8_t trim_ee_pos = 3; /* 0..2: the byte of the trim's EEPROM record to write next */
     uint8_t trim_ee[3];
 #endif
@@ -194,7 +201,13 @@ int main(void)
         wdt_reset();
         uint8_t b = 0, fe = 0;
         while (softuart_get(&b, &fe)) {
+            uint8_t was_in_frame = proto_in_frame();
             proto_rx(&node, b, fe);
+            if (!was_in_frame) {
+                /* a SOF (or noise before one): a SNAP's span is timed from here, as every byte, when the
+                 * tick took its stop bit (before the trim's arithmetic, longer at some nodes than others) */
+                sof_at = softuart_clock();
+            }
 #ifndef NO_TRIM
             /* Right after the SOF is queued, ~1-2 ticks before its start edge goes out. Forwarding comes
              * first, because every cycle before proto_emit is on the hop's latency (no lag since firmware
@@ -214,9 +227,8 @@ int main(void)
         uint16_t step = (uint16_t)(now - last);
         last = now;
         time += step;
-        sub_second += step;
-        while (sub_second >= CLOCK_HZ) {
-            sub_second -= CLOCK_HZ;
+        if (time - second_at >= CLOCK_HZ) {
+            second_at += CLOCK_HZ; /* the loop runs at least every ~8 ms: never two seconds at once */
             node.uptime++;
         }
 
@@ -244,7 +256,17 @@ int main(void)
             /* A SNAP ended at this node just now (in the bytes taken above): sample snap_wait ticks later.
              * The measurement schedule does it: its next start is moved to that instant (and the
              * regular ones follow on from there). */
-            last_measure = time + (((uint32_t)node.snap_wait * SNAP_UNITS_256) >> 8) - MEASURE_EVERY;
+            /* The wait, on the clock the frame was timed on: the hub sent it with two stop bits, so every
+             * node forwards each byte as it arrives and the crystal's spacing reaches every node (section
+             * 3.5), while the node's own clock walks with its neighbours' by up to a few %. SOF to last
+             * byte is SNAP_SPAN0 units at the hub's rate, give or take those few %, so the 16-bit clock's
+             * difference tells the span (it wraps every 32-65 ms), to a tick at each end of 83 ms: ~0.05 %.
+             * (DELAY <= 16384: 32 bits hold the product.) */
+            int16_t off = (int16_t)((uint16_t)(last_rx - sof_at) - (uint16_t)SNAP_SPAN0);
+            last_measure = time + (SNAP_SPAN0 + off) * node.snap_wait / SNAP_FRAME_TICKS - MEASURE_EVERY;
+            /* this hop's deviation, for the next SNAP's ELAPSED: 46 ticks times the tick's error, in 1/256
+             * tick (an eighth of the span's offset times the scale: 16 bits hold it) */
+            node.snap_dev = (int16_t)((off >> 3) * -SNAP_DEV_MUL >> 5);
             node.snap = SNAP_WAITING;
         }
         uint8_t in_frame = proto_in_frame();
@@ -275,12 +297,12 @@ int main(void)
 #ifndef NO_TRIM
             /* the trimmed OSCCAL as the next start value: once locked, when it moved by 2 LSB or more,
              * rate-limited (EEPROM endurance 100,000 writes) */
-            if (trim_ee_pos == 3 && node.uptime >= trim_store_at && trim_store_wanted(&node.trim)) {
+            if (trim_ee_pos == 3 && (int16_t)((uint16_t)node.uptime - trim_store_at) >= 0 && trim_store_wanted(&node.trim)) {
                 trim_ee[0] = TRIM_EE_MAGIC;
                 trim_ee[1] = node.trim.osccal;
                 trim_ee[2] = (uint8_t)~node.trim.osccal;
                 trim_ee_pos = 0;
-                trim_store_at = node.uptime + TRIM_STORE_EVERY_S;
+                trim_store_at = (uint16_t)node.uptime + TRIM_STORE_EVERY_S;
             }
             if (trim_ee_pos < 3 && eeprom_is_ready()) {
                 eeprom_update_byte(TRIM_EE_ADDR + trim_ee_pos, trim_ee[trim_ee_pos]);

@@ -44,6 +44,7 @@ static struct {
     uint8_t sent_any;    /* SOF (not CRC-covered) has been transmitted */
     uint8_t rec[SLOT_SIZE]; /* the record this node writes into the frame, or WRITE's / SNAP's slot */
     uint8_t wlen;
+    uint8_t carry;       /* SNAP's ELAPSED: the carry into its next byte */
 } p;
 
 /* will_do() reads WRITE's slot in place as a settings_t: aligned for it on any host (the host tests run
@@ -95,7 +96,7 @@ void proto_timeout(node_t *n)
 static void make_record(uint8_t index, const uint8_t *fields)
 {
     p.rec[0] = (uint8_t)(index + 1);
-    memcpy(&p.rec[1], fields, SLOT_SIZE - 1);
+    memcpy(&p.rec[1], fields, SLOT_SIZE - 1); /* inline: at CNT (SNAPREAD) it is on every hop's way (docs/protocol.md 5) */
 }
 
 /* STATUS is passing: whether this node will execute the command (DONE), decided before the CRC is in;
@@ -103,7 +104,7 @@ static void make_record(uint8_t index, const uint8_t *fields)
 static uint8_t will_do(void)
 {
     if (CMD == CMD_SNAP) {
-        return p.wlen >= 4;
+        return CNT == SNAP_CNT; /* the length this node times it by (section 3.5) */
     }
     if (!p.mine) {
         return 0;
@@ -135,18 +136,18 @@ static void finish(node_t *n, uint8_t good)
         }
     } else if (p.done) {
         if (CMD == CMD_SNAP) {
-            /* wait = DELAY - NODES * HOP / 256 ticks: the frame ended here NODES hops after it ended
-             * at node 1, so every node samples DELAY after that (section 3.5); NODES * HOP / 256
-             * < 65536 whatever the bytes */
+            /* wait = DELAY - ELAPSED / 256 ticks: ELAPSED is the hops the frame took before it ended here,
+             * so every node samples DELAY after it ended at node 1 (section 3.5); main.c scales the wait to
+             * the node's clock */
             uint16_t delay = (uint16_t)(p.rec[0] | (uint16_t)p.rec[1] << 8);
-            uint16_t hops = (uint16_t)(((uint32_t)p.nodes_in * (uint16_t)(p.rec[2] | (uint16_t)p.rec[3] << 8)) >> 8);
-            n->snap_wait = delay > hops ? (uint16_t)(delay - hops) : 0;
+            uint16_t elapsed = (uint16_t)(p.rec[6] | (uint16_t)p.rec[7] << 8); /* ELAPSED as received, in ticks */
+            n->snap_wait = delay > elapsed ? (uint16_t)(delay - elapsed) : 0;
             n->snap_seq = p.hdr[H_SEQ];
             n->snap = SNAP_REQUESTED;
         } else if (CMD == CMD_IDENTIFY) {
             n->identify = 1;
         } else if (CMD == CMD_WRITE) {
-            memcpy(&n->settings, p.rec, SLOT_SIZE);
+            bytes_copy(&n->settings, p.rec, SLOT_SIZE);
             n->settings_written = 1;
             if (n->settings.flags & SETTINGS_CALIBRATED) {
                 n->flags &= (uint8_t)~FLAG_NOT_CALIBRATED;
@@ -166,11 +167,11 @@ static void prepare(node_t *n)
             p.rec[1] = FW_MINOR;
             p.rec[2] = n->reset_cause;
             p.rec[3] = n->bad;
-            memcpy(&p.rec[4], &n->uptime, 4);
+            bytes_copy(&p.rec[4], &n->uptime, 4);
         } else if (CMD == CMD_READ) {
-            memcpy(p.rec, &n->settings, SLOT_SIZE);
+            bytes_copy(p.rec, &n->settings, SLOT_SIZE);
         } else if (CMD == CMD_CLOCK) {
-            memcpy(p.rec, &n->trim, SLOT_SIZE);
+            bytes_copy(p.rec, &n->trim, SLOT_SIZE);
         }
     }
     if (CMD == CMD_SNAPREAD && n->snap == SNAP_READY && n->address) {
@@ -240,7 +241,15 @@ void proto_rx(node_t *n, uint8_t b, uint8_t framing_error)
             if (CMD == CMD_INFO || CMD == CMD_READ || CMD == CMD_CLOCK) {
                 b = p.rec[offset];
             } else if (CMD == CMD_WRITE || CMD == CMD_SNAP) {
-                p.rec[p.wlen++] = b; /* WRITE's settings, SNAP's timing: kept, forwarded unchanged */
+                p.rec[p.wlen++] = b; /* WRITE's settings, SNAP's timing: kept as received */
+                if (CMD == CMD_SNAP && offset >= 5) {
+                    /* ELAPSED (u24, offsets 5-7): this node adds its hop, HOP plus its own deviation, low byte
+                     * first: the carry goes on to the next byte, which comes next */
+                    uint16_t a = (uint16_t)((p.rec[2] | (uint16_t)p.rec[3] << 8) + (uint16_t)n->snap_dev);
+                    uint16_t t = (uint16_t)(b + (offset == 5 ? (uint8_t)a : p.carry + (offset == 6 ? (uint8_t)(a >> 8) : 0)));
+                    b = (uint8_t)t;
+                    p.carry = (uint8_t)(t >> 8);
+                }
             }
         }
     } else {

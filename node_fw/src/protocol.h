@@ -16,6 +16,9 @@
 #define CMD_IDENTIFY 0x06
 #define CMD_CLOCK 0x07
 #define CMD_SNAP 0x08     /* protocol 1.1: sample at one instant (section 3.5) */
+#define SNAP_BYTE_TICKS 44 /* a SNAP's BYTE: the hub sent it with two stop bits, 11 bits a byte (section 3.5) */
+#define SNAP_CNT 8         /* a SNAP's slots: 73 bytes, SOF to last byte 72 * 44 ticks (83 ms) */
+#define SNAP_FRAME_TICKS ((uint16_t)(SNAP_CNT + 1) * 8 * SNAP_BYTE_TICKS)
 #define CMD_SNAPREAD 0x09 /* protocol 1.1: read the snapshot, slot = address (section 3.5) */
 #define MAX_SLOTS 64
 #define SLOT_SIZE 8
@@ -59,6 +62,7 @@ typedef struct {
     uint8_t snap_bad;
     uint8_t snap_seq;    /* SEQ of the SNAP request the snapshot belongs to */
     uint16_t snap_wait;  /* SNAP_REQUESTED: ticks (1/38400 s) from the frame's end to the sample instant */
+    int16_t snap_dev;    /* this node's hop against the nominal, 1/256 hub tick, as its last SNAP measured it */
     settings_t settings;
     uint8_t reset_cause; /* MCUSR at start */
     uint32_t uptime;     /* seconds */

@@ -22,15 +22,24 @@ uint8_t settings_valid(const settings_t *s)
            s->sensor <= SENSOR_NTC && (s->flags & (uint8_t)~SETTINGS_CALIBRATED) == 0 && s->reserved == 0;
 }
 
+__attribute__((noinline)) void bytes_copy(void *dst, const void *src, uint8_t n)
+{
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    while (n--) {
+        *d++ = *s++;
+    }
+}
+
 /* The struct is the record: little-endian, no padding (protocol.c checks the layout). */
 void settings_pack(const settings_t *s, uint8_t out[SETTINGS_SIZE])
 {
-    memcpy(out, s, SETTINGS_SIZE);
+    bytes_copy(out, s, SETTINGS_SIZE);
 }
 
 void settings_unpack(const uint8_t in[SETTINGS_SIZE], settings_t *s)
 {
-    memcpy(s, in, SETTINGS_SIZE);
+    bytes_copy(s, in, SETTINGS_SIZE);
 }
 
 void settings_to_image(const settings_t *s, uint8_t img[SETTINGS_IMAGE_SIZE])

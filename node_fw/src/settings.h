@@ -37,4 +37,7 @@ void settings_begin_store(const settings_t *s); /* non-blocking: */
 void settings_store_step(void);                 /* call from the main loop */
 #endif
 
+/* memcpy for the records: one copy loop in the image instead of one inlined per call (flash) */
+void bytes_copy(void *dst, const void *src, uint8_t n);
+
 #endif

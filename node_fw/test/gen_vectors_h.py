@@ -20,12 +20,13 @@ def state(d: dict) -> str:
         ".settings={.vref=%d,.temp_offset=%d,.sensor=%d,.flags=%d,.reserved=%d},"
         ".reset_cause=%d,.uptime=%dUL,.identify=%d,"
         ".trim={.osccal=%d,.osccal0=%d,.state=%d,.err01=%d,.clean=%d,.steps=%d,.ee_writes=%d,.ee_value=%d},"
-        ".snap=%d,.snap_seq=%d,.snap_wait=%d,.snap_flags=%d,.snap_mv=%d,.snap_temp=%d,.snap_bad=%d,.fault=%d}"
+        ".snap=%d,.snap_seq=%d,.snap_wait=%d,.snap_flags=%d,.snap_mv=%d,.snap_temp=%d,.snap_bad=%d,.fault=%d,"
+        ".snap_dev=%d}"
         % (d["address"], d["flags"], d["bad"], d["scans"], d["mv"], d["temp"], s["vref"], s["temp_offset"],
            s["sensor"], s["flags"], s["reserved"], d["reset_cause"], d["uptime"], int(d["identify"]),
            c["osccal"], c["osccal_reset"], c["state"], c["err01"], c["clean"], c["steps"], c["ee_writes"],
            c["ee_value"], d["snap"], d["snap_seq"], d["snap_wait"], d["snap_flags"], d["snap_mv"], d["snap_temp"],
-           d["snap_bad"], d["fault"])
+           d["snap_bad"], d["fault"], d["snap_dev"])
     )
 
 
@@ -45,7 +46,7 @@ def main() -> None:
     out.append("static const struct frame_vec frame_vecs[] = {")
     for i, f in enumerate(doc["frames"]):
         n = f["node"]
-        if tuple(n["given"]["fw"]) != (1, 3):
+        if tuple(n["given"]["fw"]) != (1, 4):
             raise SystemExit("vector %s expects firmware %s" % (f["name"], n["given"]["fw"]))
         out.append(
             '  {"%s", in_%d, %d, out_%d, %d, %d, %d, %s, %s},'

@@ -71,7 +71,8 @@ static int same_state(const node_t *a, const node_t *b)
            a->settings.flags == b->settings.flags && a->settings.reserved == b->settings.reserved &&
            a->identify == b->identify && a->snap == b->snap && a->snap_seq == b->snap_seq &&
            a->snap_wait == b->snap_wait && a->snap_flags == b->snap_flags && a->snap_mv == b->snap_mv &&
-           a->snap_temp == b->snap_temp && a->snap_bad == b->snap_bad && a->fault == b->fault;
+           a->snap_temp == b->snap_temp && a->snap_bad == b->snap_bad && a->fault == b->fault &&
+           a->snap_dev == b->snap_dev;
 }
 
 static int test_frame_vectors(void)

@@ -46,9 +46,18 @@ class WDT:
         REC.events.append(("feed",))
 
 
-def UART(*a, **k):  # noqa: ANN002, ANN003, ANN201, N802
-    REC.events.append(("uart",))
-    return object()
+class UART:
+    def __init__(self, *a, **k) -> None:  # noqa: ANN002, ANN003
+        REC.events.append(("uart",))
+
+    def write(self, buf) -> int:  # noqa: ANN001
+        return len(buf)
+
+    def readinto(self, buf) -> None:  # noqa: ANN001
+        return None
+
+    def init(self, **k) -> None:  # noqa: ANN003
+        REC.events.append(("uart_init", k))
 
 
 @pytest.fixture
@@ -125,3 +134,17 @@ def test_sockets_feed_the_watchdog_before_every_blocking_call(machine) -> None:
     s.read(1)
     names = [e[0] for e in REC.events]
     assert names == ["feed", "dns", "feed", "feed", "connect", "feed", "write", "feed", "read"]
+
+
+def test_the_ring_uart_switches_stop_bits_keeping_every_other_setting(machine) -> None:
+    """A SNAP goes out with two stop bits (docs/protocol.md 3.5): RingUart.stop_bits re-inits the UART with the
+    baud rate, pins and timeout it was opened with, so nothing falls back to a default."""
+    from hub.port import BoardPort
+
+    port = BoardPort(cfg(uart={"id": 2, "tx": 17, "rx": 16, "baud": 9600}))
+    port.uart.stop_bits(2)
+    port.uart.stop_bits(1)
+    inits = [e[1] for e in REC.events if e[0] == "uart_init"]
+    assert inits == [{"baudrate": 9600, "bits": 8, "parity": None, "stop": 2, "tx": 17, "rx": 16, "timeout": 0},
+                     {"baudrate": 9600, "bits": 8, "parity": None, "stop": 1, "tx": 17, "rx": 16, "timeout": 0}]
+    assert port.uart.write(b"ab") == 2 and port.uart.readinto(bytearray(4)) is None

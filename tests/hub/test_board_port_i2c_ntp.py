@@ -22,7 +22,7 @@ class Pin:
 def fake_modules(monkeypatch, ntp_fail: list[bool]) -> dict:
     made: dict = {"i2c": [], "ntp_calls": 0}
     machine = types.ModuleType("machine")
-    machine.UART = lambda *a, **k: object()
+    machine.UART = lambda *a, **k: types.SimpleNamespace(write=len, readinto=lambda b: None, init=lambda **kw: None)
     machine.WDT = lambda **k: types.SimpleNamespace(feed=lambda: None)
     machine.reset_cause = lambda: 1
     machine.Pin = Pin

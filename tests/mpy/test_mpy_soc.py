@@ -101,10 +101,11 @@ def test_bank_snapshot_on_the_real_runtime(mosquitto, subscriber_factory, tmp_pa
 
 
 def test_bank_snapshot_refused_on_a_ring_with_old_firmware(mosquitto, subscriber_factory, tmp_path) -> None:
-    """A node of firmware 1.2 (2-byte lag) at position 2: the hub reads every position's version once, refuses
-    snapshots on this ring and says so once, naming the position; the scans go on."""
+    """A node of firmware 1.3 (it does not time a SNAP by its bytes, protocol 1.2) at position 2: the hub reads
+    every position's version once, refuses snapshots on this ring and says so once, naming the position; the
+    scans go on."""
     eng = ModelRing(4, mv=list(MV), temp=list(TEMP))
-    eng.nodes[1].s.fw = (1, 2)
+    eng.nodes[1].s.fw = (1, 3)
     snap, latest = _snapshot_errors(mosquitto, subscriber_factory, tmp_path, eng)
-    assert len(snap) == 1 and b"refused: position(s) 2 run firmware before 1.3" in snap[0], snap
+    assert len(snap) == 1 and b"refused: position(s) 2 run firmware before 1.4" in snap[0], snap
     assert latest[f"{P}/pack/2/voltage"] == b"3.321"

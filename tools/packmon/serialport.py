@@ -96,5 +96,10 @@ class SerialUart:
         self.bytes_in += k
         return k
 
+    def stop_bits(self, n: int) -> None:
+        """Stop bits of what is sent from now on (the ring driver sends a SNAP with two, protocol.md 3.5)."""
+        self.ser.flush()
+        self.ser.stopbits = serial.STOPBITS_TWO if n == 2 else serial.STOPBITS_ONE
+
     def close(self) -> None:
         self.ser.close()

@@ -17,6 +17,8 @@
  *   RUN ms          let simulated time pass with an idle line
  *   GAP pos bits    the next TX pauses (line idle high) for bits bit times before its byte pos (0-based),
  *                   e.g. to space two frames sent in one TX exactly
+ *   STOP 1|2        the next TX's bytes carry this many stop bits (2: 11 bit times a byte, as the hub sends
+ *                   a SNAP, docs/protocol.md 3.5)
  *   GLITCH us       the hub's line goes low for us microseconds, then high again (noise on an idle line)
  *   TX hex maxms [k] send the bytes (byte k, 0-based, with a low stop bit: a framing error), run until the line has been quiet for 8 byte times after the
  *                   last byte (or maxms); answers "RX hex seconds framing_errors hops" where seconds
@@ -162,6 +164,7 @@ static uint64_t last_edge; /* last edge seen at the hub */
 static int tx_len;
 static uint64_t tx_start;
 static int tx_framing_at = -1; /* this byte of the TX is sent with a low stop bit (a framing error) */
+static int tx_stop = 1;         /* stop bits of the hub's bytes in the next TX (STOP 2: SNAP, protocol.md 3.5) */
 static int tx_gap_at = -1;      /* the TX pauses before this byte ... */
 static uint64_t tx_gap;         /* ... for this many cycles (GAP) */
 static int hub_level = 1;
@@ -484,13 +487,13 @@ static void hub_tx_schedule(const uint8_t *buf, int len)
 {
     uint64_t bt = (uint64_t)bit_cycles * SUB;
     for (int b = 0; b < len; b++) {
-        uint64_t t0 = tx_start + (uint64_t)b * 10 * bt + (tx_gap_at >= 0 && b >= tx_gap_at ? tx_gap * SUB : 0);
+        uint64_t t0 = tx_start + (uint64_t)b * (9 + tx_stop) * bt + (tx_gap_at >= 0 && b >= tx_gap_at ? tx_gap * SUB : 0);
         for (int bit = 0; bit < 10; bit++) {
             int level = bit == 0 ? 0 : bit <= 8 ? (buf[b] >> (bit - 1)) & 1 : b != tx_framing_at;
             hub_edge(t0 + (uint64_t)bit * bt, level);
         }
     }
-    hub_edge(tx_start + (uint64_t)len * 10 * bt + (tx_gap_at >= 0 ? tx_gap * SUB : 0), 1);
+    hub_edge(tx_start + (uint64_t)len * (9 + tx_stop) * bt - (tx_stop - 1) * bt + (tx_gap_at >= 0 ? tx_gap * SUB : 0), 1);
 }
 
 static avr_cycle_count_t wake_tick(avr_t *avr, avr_cycle_count_t when, void *param)
@@ -647,7 +650,7 @@ static void cmd_tx(const char *hex, double maxms, int framing_at)
     tx_start = now + QUANTUM * SUB;
     last_edge = tx_start;
     hub_tx_schedule(buf, tx_len);
-    uint64_t tx_end = tx_start + ((uint64_t)tx_len * 10 * bit_cycles + (tx_gap_at >= 0 ? tx_gap : 0)) * SUB;
+    uint64_t tx_end = tx_start + ((uint64_t)tx_len * (9 + tx_stop) * bit_cycles + (tx_gap_at >= 0 ? tx_gap : 0)) * SUB;
     uint64_t quiet = 30ULL * 10 * bit_cycles * SUB;
     uint64_t limit = tx_start + (uint64_t)(maxms * 1e-3 * freq) * SUB;
     int hops = 0;
@@ -673,6 +676,7 @@ static void cmd_tx(const char *hex, double maxms, int framing_at)
     tx_len = 0;
     tx_gap_at = -1;
     tx_gap = 0;
+    tx_stop = 1;
     printf("RX ");
     for (int i = 0; i < rx_len; i++) {
         printf("%02x", rx_buf[i]);
@@ -816,6 +820,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(cmd, "GAP") && sscanf(line, "%*s %d %lf", &i, &x) == 2 && i >= 0 && x >= 0) {
             tx_gap_at = i;
             tx_gap = (uint64_t)(x * freq / BAUD + 0.5);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "STOP") && sscanf(line, "%*s %d", &i) == 1 && (i == 1 || i == 2)) {
+            tx_stop = i;
             printf("OK\n");
         } else if (!strcmp(cmd, "GLITCH") && sscanf(line, "%*s %lf", &x) == 1 && x > 0) {
             uint64_t len = (uint64_t)(x * 1e-6 * freq + 0.5);

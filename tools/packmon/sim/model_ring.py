@@ -34,6 +34,7 @@ from .node_model import (
     SNAP_REQUESTED,
     SNAP_TICK_S,
     SOF,
+    TIMED_SNAP_FW,
     NodeModel,
     NodeState,
 )
@@ -162,7 +163,8 @@ class ModelRing:
                     byte ^= 1 << b
         return byte, framing
 
-    def exchange(self, tx: bytes) -> Exchange:
+    def exchange(self, tx: bytes, stop_bits: int = 1) -> Exchange:
+        """stop_bits: what the hub sent with (2 for a SNAP); the model times bytes, not bits, and ignores it."""
         if self.clocks is not None:
             return self._exchange_clocked(tx)
         byte_t = 10 * self.bit
@@ -291,7 +293,8 @@ class ModelRing:
                 node.timeout()
         frame_good = node.s.bad == good_before
         if got:
-            self._snapshot(node, got[-1][2], 1 / self.node_ratio(node))
+            # firmware 1.4 times its wait by the SNAP's bytes (the hub's crystal, protocol.md 3.5)
+            self._snapshot(node, got[-1][2], 1.0 if node.s.fw >= TIMED_SNAP_FW else 1 / self.node_ratio(node))
         if self.trim:
             trim.frame_end(frame_good)
         # transmit through the FIFO at the node's own rate
@@ -469,10 +472,15 @@ class SimUart:
         self.wire_seconds = 0.0
         self.last: Exchange | None = None
         self.on_exchange = on_exchange
+        self._stop = 1
+
+    def stop_bits(self, n: int) -> None:
+        """The hub's ring driver sends a SNAP with two stop bits (protocol.md 3.5): passed on to the engine."""
+        self._stop = n
 
     def write(self, buf) -> int:
         data = bytes(buf)
-        ex = self.engine.exchange(data)
+        ex = self.engine.exchange(data) if self._stop == 1 else self.engine.exchange(data, stop_bits=self._stop)
         self.last = ex
         self.wire_seconds += ex.seconds
         self._rx += ex.rx

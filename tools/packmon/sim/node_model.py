@@ -41,8 +41,10 @@ LATCHED_FLAGS = FLAG_RESET_POWER | FLAG_RESET_BROWNOUT | FLAG_RESET_WATCHDOG | F
 
 SETTINGS_CALIBRATED = 0x01
 TEMP_NONE = -32768
-FW_VERSION = (1, 3)
+FW_VERSION = (1, 4)
 ZERO_LAG_FW = (1, 3)  # the first firmware that forwards without lag (protocol 1.2)
+TIMED_SNAP_FW = (1, 4)  # the first that times a SNAP by the hub's crystal and adds to ELAPSED (protocol 1.3)
+SNAP_CNT = 8  # protocol 1.3: a SNAP's slots (its length is what a node times its clock by)
 
 # NodeState.snap (node_fw/src/protocol.h)
 SNAP_NONE = 0
@@ -132,6 +134,7 @@ class NodeState:
     snap_temp: int = 0
     snap_bad: int = 0
     fault: int = 0  # firmware 1.3: the last frame was bad here; FAULT for the next frame (docs/protocol.md §4)
+    snap_dev: int = 0  # firmware 1.4: this node's hop against HOP, 1/256 tick, as its last SNAP timed it (3.5)
 
 
 class NodeModel:
@@ -214,6 +217,7 @@ class NodeModel:
             self._claimed = -1
             self._record = b""
             self._payload = bytearray()
+            self._carry = 0
             self._push(byte, out)
             self._pos = 1
             return bytes(out)
@@ -258,7 +262,12 @@ class NodeModel:
                        else s.clock.pack())
                 byte = rec[offset]
             elif (self._cmd == CMD_WRITE and mine or self._cmd == CMD_SNAP) and index == 0:
-                self._payload.append(byte)  # WRITE's settings, SNAP's timing
+                self._payload.append(byte)  # WRITE's settings, SNAP's timing (as received)
+                if self._cmd == CMD_SNAP and offset >= 5 and s.fw >= TIMED_SNAP_FW:
+                    # ELAPSED (u24, offsets 5-7): the node adds its hop, HOP plus its deviation, low byte first
+                    add = (self._payload[2] | self._payload[3] << 8) + s.snap_dev & 0xFFFF
+                    t = byte + self._carry + (add & 0xFF if offset == 5 else add >> 8 if offset == 6 else 0)
+                    byte, self._carry = t & 0xFF, t >> 8
         elif pos == self._end:
             self._nodes_in = byte
             byte = min(byte + 1, 255)  # NODES
@@ -293,7 +302,7 @@ class NodeModel:
         """Whether this node executes the command (DONE), decided as STATUS passes (firmware 1.3)."""
         s = self.s
         if self._cmd == CMD_SNAP:
-            return len(self._payload) >= 4
+            return self._cnt == SNAP_CNT if s.fw >= TIMED_SNAP_FW else len(self._payload) >= 4
         if not (s.address != 0 and self._addr == s.address):
             return False
         if self._cmd in (CMD_INFO, CMD_READ, CMD_CLOCK):
@@ -318,7 +327,10 @@ class NodeModel:
         elif self._done:
             if self._cmd == CMD_SNAP:
                 delay, hop = struct.unpack_from("<HH", self._payload)
-                s.snap_wait = max(delay - ((self._nodes_in * hop) >> 8), 0)
+                if s.fw >= TIMED_SNAP_FW:  # ELAPSED as received, in whole ticks
+                    s.snap_wait = max(delay - (self._payload[6] | self._payload[7] << 8), 0)
+                else:
+                    s.snap_wait = max(delay - ((self._nodes_in * hop) >> 8), 0)
                 s.snap_seq = self._seq
                 s.snap = SNAP_REQUESTED
             elif self._cmd == CMD_IDENTIFY:

@@ -312,12 +312,15 @@ class SimavrRing:
         self._cmd(f"GLITCH {us}")
 
     def exchange(self, tx: bytes, framing_error_at: int | None = None,
-                 gap: tuple[int, float] | None = None) -> SimExchange:
+                 gap: tuple[int, float] | None = None, stop_bits: int = 1) -> SimExchange:
         """Send tx from the hub (byte framing_error_at, if given, with a low stop bit) and collect what
         comes back once the line into the hub has been quiet for 30 byte times. gap=(pos, bits): the
-        hub's line idles for `bits` bit times before byte pos (e.g. between two frames in tx)."""
+        hub's line idles for `bits` bit times before byte pos (e.g. between two frames in tx). stop_bits=2:
+        11 bit times a byte, as the hub sends a SNAP (docs/protocol.md 3.5)."""
         tx = self._noisy(tx)
-        max_ms = (len(tx) + 4 * self._total) * 10 * 1000 / self.baud + 100
+        max_ms = (len(tx) + 4 * self._total) * (9 + stop_bits) * 1000 / self.baud + 100
+        if stop_bits != 1:
+            self._cmd(f"STOP {int(stop_bits)}")
         if gap is not None:
             self._cmd(f"GAP {int(gap[0])} {float(gap[1]):.4f}")
             max_ms += gap[1] * 1000 / self.baud
