@@ -25,6 +25,7 @@ from hub.codec import (
     rec_mv,
     rec_temp,
     slot,
+    snap_elapsed,
     status_of,
     u16,
 )
@@ -128,8 +129,7 @@ def decode(frame):
         d["missing"] = missing
     elif cmd == CMD_SNAP and cnt >= 1:
         o = slot(0)
-        d["snap"] = {"delay": u16(frame, o), "hop": u16(frame, o + 2),
-                     "elapsed": frame[o + 5] | frame[o + 6] << 8 | frame[o + 7] << 16}
+        d["snap"] = {"delay": u16(frame, o), "hop": u16(frame, o + 2), "elapsed": snap_elapsed(frame)}
     elif cmd == CMD_INFO and cnt == 1 and d["done"]:
         o = slot(0)
         d["info"] = {
